@@ -1,0 +1,79 @@
+"""The krm-backend application factory, and ``app`` for ``gunicorn app:app`` / ``flask run``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Flask
+from flask_jwt_extended import JWTManager
+
+import routers
+from config.settings import Settings
+from controllers.auth import ISSUER
+from controllers.backend import Backend
+from controllers.cluster import ClusterContext
+from controllers.cluster.registry import ClusterRegistry
+from initcontroller import Bootstrap
+from utils import logs
+from utils.metadata import MetadataCluster
+
+
+def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Flask:
+    """Build the app: settings, logging, metadata client, JWT, blueprints, then start bootstrap."""
+    settings = settings or Settings.from_env()
+    logs.setup_logging(settings.log_level)
+    logs.register_secret(settings.password)
+    logs.register_secret(settings.jwt_sign_key)
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # pinned: "none" or RS256 tokens are refused
+        JWT_ACCESS_TOKEN_EXPIRES=dt.timedelta(minutes=settings.jwt_expire_minutes),
+        JWT_IDENTITY_CLAIM="sub",
+        JWT_ENCODE_ISSUER=ISSUER,
+        JWT_ENCODE_NBF=True,
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_COOKIE_CSRF_PROTECT=False,  # header tokens only; no csrf claim in tokens
+    )
+
+    metadata = MetadataCluster(settings)
+    boot = Bootstrap(settings, metadata)
+    registry = ClusterRegistry(metadata, settings.cluster_label)
+    clusters = ClusterContext(
+        registry=registry,
+        policy=settings.kubeconfig_policy(),
+        target_timeout=(settings.target_connect_timeout, settings.target_read_timeout),
+        max_kubeconfig_bytes=settings.max_kubeconfig_bytes,
+    )
+    backend = Backend(settings, metadata, boot, clusters)
+    app.extensions["krm"] = backend
+
+    jwt = JWTManager(app)
+
+    def signing_key(*_: Any) -> str:
+        """The HS256 key (configured, or generated once and shared through a Secret)."""
+        credentials = backend.credentials
+        if credentials is None:
+            raise ValueError("no signing key before bootstrap")
+        return credentials.sign_key
+
+    jwt.encode_key_loader(signing_key)
+    jwt.decode_key_loader(signing_key)
+
+    routers.register(app)
+    logs.info(settings.safe_summary(), "krm-backend configured")
+    if bootstrap:
+        boot.start()
+    return app
+
+
+def __getattr__(name: str) -> Flask:
+    """``app.app``: built on first access, so importing this module has no side effects."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

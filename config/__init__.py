@@ -1,0 +1,1 @@
+"""Settings, constants and the response envelope."""

@@ -1,0 +1,205 @@
+"""Settings: one typed object built from the environment at startup (README lists every variable)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.constants import DEFAULT_CLUSTER_LABEL
+from utils.kubeconfig import KubeconfigPolicy
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]"
+                        r"([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # fmt: skip
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with units and reasons; built once by ``Settings.from_env``."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - Go's ":8080" listens on every interface
+    port: int = 8080
+    log_level: str = "DEBUG"  # Go: LOG_LEVEL=debug (the default) or anything else = info
+    # None: generated once and kept in a Secret of the metadata namespace (never hard-coded).
+    jwt_sign_key: str | None = field(default=None, repr=False)
+    jwt_expire_minutes: int = 120
+    username: str = "admin"
+    password: str | None = field(default=None, repr=False)
+    metadata_namespace: str = "krm"
+    in_cluster: bool = False
+    metadata_kubeconfig: Path = DEFAULT_METADATA_KUBECONFIG
+    cluster_label: str = DEFAULT_CLUSTER_LABEL
+    # Target clusters: the frontend gives up after 2 s, so connect + read stays under that for a
+    # reachable cluster; a refusing or hanging one fails after at most connect + read seconds.
+    target_connect_timeout: float = 1.0
+    target_read_timeout: float = 1.5
+    # The metadata cluster is this service's database: a healthy one answers in milliseconds.
+    metadata_connect_timeout: float = 1.0
+    metadata_read_timeout: float = 3.0
+    # Bootstrap retry: exponential backoff from 0.5 s up to this cap, forever (readiness says why).
+    bootstrap_max_backoff: float = 15.0
+    max_body_bytes: int = 2 * 1024 * 1024  # a JSON-escaped 512 KiB kubeconfig fits, a flood does not
+    # A Secret holds at most 1 MiB; real kubeconfigs are 2-20 KB, multi-context ones rarely 100 KB.
+    max_kubeconfig_bytes: int = 512 * 1024
+    # Kubeconfig policy (utils/kubeconfig.py): extra denied ranges, allowed exceptions, exec commands.
+    kubeconfig_deny_cidrs: tuple[str, ...] = ()
+    kubeconfig_allow_cidrs: tuple[str, ...] = ()
+    kubeconfig_allow_exec: tuple[str, ...] = ()
+    # Root of the in-cluster service-account files (tests point it elsewhere).
+    service_account_root: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; raise ``SettingsError`` naming the variable on a bad value."""
+        env = os.environ if env is None else env
+        host, port = parse_listen(env.get("PORT", ":8080"))
+        values = dict(
+            host=host,
+            port=port,
+            log_level="DEBUG" if env.get("LOG_LEVEL", "debug").strip().lower() == "debug" else "INFO",
+            jwt_sign_key=_first(env, "JWT_SIGN_KEY", "JWT_SECRET"),
+            jwt_expire_minutes=_int(env, "JWT_EXPIRE_TIME", 120, minimum=1),
+            username=_first(env, "USERNAME", "ADMIN_USER_NAME") or "admin",
+            password=_first(env, "PASSWORD", "ADMIN_PASSWORD"),
+            metadata_namespace=env.get("METADATA_NAMESPACE", "krm").strip(),
+            in_cluster=_bool(env, "IN_CLUSTER"),
+            metadata_kubeconfig=Path(env.get("METADATA_KUBECONFIG") or DEFAULT_METADATA_KUBECONFIG),
+            cluster_label=env.get("CLUSTER_LABEL_KEY", DEFAULT_CLUSTER_LABEL).strip(),
+            target_connect_timeout=_float(env, "CLUSTER_CONNECT_TIMEOUT", 1.0),
+            target_read_timeout=_float(env, "CLUSTER_READ_TIMEOUT", 1.5),
+            metadata_connect_timeout=_float(env, "METADATA_CONNECT_TIMEOUT", 1.0),
+            metadata_read_timeout=_float(env, "METADATA_READ_TIMEOUT", 3.0),
+            bootstrap_max_backoff=_float(env, "BOOTSTRAP_MAX_BACKOFF", 15.0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
+            max_kubeconfig_bytes=_int(env, "MAX_KUBECONFIG_BYTES", 512 * 1024, minimum=1024),
+            kubeconfig_deny_cidrs=_list(env, "KUBECONFIG_DENY_CIDRS"),
+            kubeconfig_allow_cidrs=_list(env, "KUBECONFIG_ALLOW_CIDRS"),
+            kubeconfig_allow_exec=_list(env, "KUBECONFIG_ALLOW_EXEC"),
+            service_account_root=Path(
+                env.get("SERVICE_ACCOUNT_ROOT") or "/var/run/secrets/kubernetes.io/serviceaccount"
+            ),
+        )
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check values that must be well-formed before anything talks to Kubernetes."""
+        if not _DNS_LABEL.match(self.metadata_namespace):
+            raise SettingsError(f"METADATA_NAMESPACE={self.metadata_namespace!r} is not a DNS-1123 label")
+        if not _LABEL_KEY.match(self.cluster_label) or len(self.cluster_label) > 316:
+            raise SettingsError(f"CLUSTER_LABEL_KEY={self.cluster_label!r} is not a valid label key")
+        for name, values in (("KUBECONFIG_DENY_CIDRS", self.kubeconfig_deny_cidrs),
+                             ("KUBECONFIG_ALLOW_CIDRS", self.kubeconfig_allow_cidrs)):  # fmt: skip
+            for value in values:
+                try:
+                    ipaddress.ip_network(value)
+                except ValueError:
+                    raise SettingsError(f"{name}: {value!r} is not a CIDR range") from None
+
+    def kubeconfig_policy(self) -> KubeconfigPolicy:
+        """The policy user-supplied kubeconfigs must pass."""
+        return KubeconfigPolicy.from_strings(
+            self.kubeconfig_deny_cidrs, self.kubeconfig_allow_cidrs, self.kubeconfig_allow_exec
+        )
+
+    def metadata_kubeconfig_path(self) -> Path:
+        """The metadata kubeconfig: as given when absolute or present, else beside the project."""
+        path = self.metadata_kubeconfig
+        if path.is_absolute() or path.exists():
+            return path
+        return PROJECT_ROOT / path
+
+    def safe_summary(self) -> dict[str, object]:
+        """The settings for the start-up log line: no key, no password."""
+        return {
+            "listen": f"{self.host}:{self.port}",
+            "logLevel": self.log_level,
+            "jwtExpireMinutes": self.jwt_expire_minutes,
+            "jwtSignKey": "configured" if self.jwt_sign_key else "generated (Secret)",
+            "username": self.username,
+            "password": "configured" if self.password else "generated (Secret)",
+            "metadataNamespace": self.metadata_namespace,
+            "inCluster": self.in_cluster,
+            "metadataKubeconfig": None if self.in_cluster else str(self.metadata_kubeconfig_path()),
+            "clusterLabel": self.cluster_label,
+        }
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``8080``, ``:8080`` or ``host:port`` -> (host, port); Go's form needs the colon, ours not."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - same as Go's ":8080"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise SettingsError(f"PORT={value!r} is not a port, ':port' or 'host:port'") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"PORT={value!r}: the port must be between 1 and 65535")
+    return host, port
+
+
+def _first(env: Mapping[str, str], *names: str) -> str | None:
+    """The first non-empty value among aliases."""
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """An integer variable with a lower bound."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    """``true``/``1``/``yes`` -> True; unset, ``false``/``0``/``no`` -> False; anything else fails."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise SettingsError(f"{name}={raw!r} must be true or false")

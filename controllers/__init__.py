@@ -1,0 +1,1 @@
+"""Business logic: plain arguments in, plain data out, domain errors raised."""

@@ -1,0 +1,435 @@
+"""Start one etcd and several kube-apiservers on loopback, each a separate "cluster".
+
+Every API server gets its own ``--etcd-prefix``, port and certificate directory on one shared etcd.
+Per cluster the harness writes three kubeconfigs the way users write them (server URL plus
+``certificate-authority-data``): ``admin`` (static token, group ``system:masters``), ``limited``
+(authenticated, no RBAC grant, so every call is a 403) and ``cert-admin`` (a client certificate).
+No controller manager runs: namespaces never finish deleting, so tests use unique names.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from controlplane import build
+
+LOOPBACK = "127.0.0.1"
+# The integration framework waits 10 s and envtest 20 s; two busy cores need more headroom.
+START_TIMEOUT = 90.0
+
+
+class ControlPlaneError(RuntimeError):
+    """A process of the control plane did not start or stopped unexpectedly."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a process log, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A private key as unencrypted PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+@dataclass
+class CertificateAuthority:
+    """A throw-away CA that signs client certificates (CN = user, O = groups)."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, name: str) -> CertificateAuthority:
+        """Make a self-signed CA valid for a day."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    def issue_client(
+        self, user: str, groups: tuple[str, ...] = (), valid_for: dt.timedelta = dt.timedelta(hours=12)
+    ) -> tuple[bytes, bytes]:
+        """A client certificate and key (PEM) for a user; ``valid_for`` may be negative (expired)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+        now = dt.datetime.now(dt.UTC)
+        not_after = now + valid_for
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(min(now, not_after) - dt.timedelta(minutes=5))
+            .not_valid_after(not_after)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+    def pem(self) -> bytes:
+        """The CA certificate as PEM."""
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+class Process:
+    """A child process with its log in a file, stopped with SIGTERM then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        """Remember how to start the process; nothing runs yet."""
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or start again) the process, appending to its log."""
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            log.close()
+
+    @property
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the process and wait for it to be gone."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        self.popen = None
+
+    def check(self) -> None:
+        """Raise with the log's tail when the process has exited."""
+        if self.popen is not None and self.popen.poll() is not None:
+            raise ControlPlaneError(
+                f"{self.name} exited with {self.popen.returncode}; log {self.log_path}:\n{_tail(self.log_path)}"
+            )
+
+
+@dataclass
+class Cluster:
+    """One kube-apiserver: a "cluster" with its own port, certificates and etcd prefix."""
+
+    name: str
+    dir: Path
+    port: int
+    process: Process
+    tokens: dict[str, str]
+    client_ca: CertificateAuthority
+    kubeconfig_paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The API server's address."""
+        return f"https://{LOOPBACK}:{self.port}"
+
+    def ca_pem(self) -> bytes:
+        """The serving CA: the self-signed certificate the API server generated in its cert dir."""
+        return (self.dir / "certs" / "apiserver.crt").read_bytes()
+
+    def kubeconfig(self, identity: str = "admin", server: str | None = None) -> dict:
+        """A kubeconfig dict for ``admin``, ``limited`` or ``cert-admin`` (optionally another server)."""
+        if identity == "cert-admin":
+            cert, key = self.client_ca.issue_client("cert-admin", ("system:masters",))
+            user = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
+        else:
+            user = {"token": self.tokens[identity]}
+        return make_kubeconfig(self.name, server or self.url, self.ca_pem(), user)
+
+    def kubeconfig_yaml(self, identity: str = "admin", server: str | None = None) -> str:
+        """The same kubeconfig as text (JSON is valid YAML, and that is what users paste)."""
+        return json.dumps(self.kubeconfig(identity, server), indent=2)
+
+    def write_kubeconfigs(self) -> None:
+        """Write admin, limited and cert-admin kubeconfigs next to the cluster's data."""
+        for identity in ("admin", "limited", "cert-admin"):
+            path = self.dir / f"{identity}.kubeconfig"
+            path.write_text(self.kubeconfig_yaml(identity))
+            path.chmod(0o600)
+            self.kubeconfig_paths[identity] = path
+
+    def request(self, method: str, path: str, body: dict | None = None, identity: str = "admin"):
+        """One raw API call with the admin (or limited) token; returns (status, parsed JSON body)."""
+        ctx = ssl.create_default_context(cadata=self.ca_pem().decode())
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310 - https to loopback
+        req.add_header("Authorization", f"Bearer {self.tokens[identity]}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:  # noqa: S310
+                return resp.status, _parse(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, _parse(exc.read())
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Poll /readyz with the admin token until it answers 200."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            self.process.check()
+            if (self.dir / "certs" / "apiserver.crt").exists():
+                try:
+                    status, body = self.request("GET", "/readyz")
+                    if status == 200:
+                        return
+                    last = f"HTTP {status}: {body}"
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    last = str(exc)
+            time.sleep(0.25)
+        raise ControlPlaneError(
+            f"{self.name} not ready after {timeout:.0f} s ({last}); log:\n{_tail(self.process.log_path)}"
+        )
+
+    def stop(self) -> None:
+        """Stop the API server (its data stays in etcd)."""
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start the API server again on the same port, with the same data and certificates."""
+        self.process.start()
+        self.wait_ready()
+
+
+def _parse(payload: bytes) -> dict:
+    """A JSON body as a dict; plain text (``/readyz`` says ``ok``) as ``{"raw": text}``."""
+    try:
+        parsed = json.loads(payload or b"{}")
+        return parsed if isinstance(parsed, dict) else {"raw": parsed}
+    except ValueError:
+        return {"raw": payload.decode(errors="replace")}
+
+
+def _b64(data: bytes) -> str:
+    """Base64 text, as kubeconfig ``*-data`` fields want it."""
+    return base64.b64encode(data).decode()
+
+
+def make_kubeconfig(name: str, server: str, ca_pem: bytes | None, user: dict) -> dict:
+    """A one-context kubeconfig dict, shaped like the ones users paste."""
+    cluster: dict = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = _b64(ca_pem)
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": f"{name}-user", "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-user"}}],
+        "current-context": name,
+    }
+
+
+class ControlPlane:
+    """One etcd and any number of API servers under a working directory."""
+
+    def __init__(self, root: Path | None = None, binaries: dict[str, Path] | None = None) -> None:
+        """Prepare a control plane in ``root`` (a new temporary directory by default)."""
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="krm-controlplane-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.binaries = binaries or build.build_all()
+        self.clusters: dict[str, Cluster] = {}
+        self.etcd: Process | None = None
+        self.etcd_url = ""
+        self.failed = False
+
+    def start_etcd(self) -> None:
+        """Start the shared etcd on loopback and wait until it answers its health check."""
+        client, peer = free_port(), free_port()
+        data = self.root / "etcd"
+        self.etcd_url = f"http://{LOOPBACK}:{client}"
+        argv = [
+            str(self.binaries["etcd"]), "--name=default", f"--data-dir={data}",
+            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://{LOOPBACK}:{peer}",
+            f"--initial-advertise-peer-urls=http://{LOOPBACK}:{peer}",
+            f"--initial-cluster=default=http://{LOOPBACK}:{peer}",
+            "--unsafe-no-fsync", "--log-level=warn", "--listen-metrics-urls=",
+        ]  # fmt: skip
+        self.etcd = Process("etcd", argv, self.root / "etcd.log")
+        self.etcd.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            self.etcd.check()
+            try:
+                with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as resp:  # noqa: S310 - http only
+                    if json.loads(resp.read()).get("health") == "true":
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise ControlPlaneError(f"etcd not healthy after {START_TIMEOUT:.0f} s:\n{_tail(self.etcd.log_path)}")
+
+    def add_cluster(self, name: str) -> Cluster:
+        """Start one more API server named ``name`` and wait until it is ready."""
+        if self.etcd is None:
+            self.start_etcd()
+        d = self.root / name
+        (d / "certs").mkdir(parents=True, exist_ok=True)
+        sa_key = d / "sa.key"
+        sa_key.write_bytes(_pem_key(ec.generate_private_key(ec.SECP256R1())))
+        tokens = {"admin": secrets.token_hex(16), "limited": secrets.token_hex(16)}
+        (d / "tokens.csv").write_text(
+            f'{tokens["admin"]},admin,admin-uid,"system:masters"\n{tokens["limited"]},limited,limited-uid\n'
+        )
+        client_ca = CertificateAuthority.create(f"{name}-client-ca")
+        (d / "client-ca.crt").write_bytes(client_ca.pem())
+        port = free_port()
+        argv = [
+            str(self.binaries["kube-apiserver"]),
+            f"--etcd-servers={self.etcd_url}", f"--etcd-prefix=/{name}/registry",
+            f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={port}",
+            f"--cert-dir={d / 'certs'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={sa_key}", f"--service-account-signing-key-file={sa_key}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC",
+            f"--token-auth-file={d / 'tokens.csv'}", f"--client-ca-file={d / 'client-ca.crt'}",
+            "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none", "--profiling=false",
+        ]  # fmt: skip
+        process = Process(f"kube-apiserver {name}", argv, d / "kube-apiserver.log")
+        cluster = Cluster(name, d, port, process, tokens, client_ca)
+        self.clusters[name] = cluster
+        process.start()
+        try:
+            cluster.wait_ready()
+        except ControlPlaneError:
+            self.failed = True
+            raise
+        cluster.write_kubeconfigs()
+        return cluster
+
+    def stop(self, keep: bool | None = None) -> None:
+        """Stop every process; remove the working directory unless something failed (or ``keep``)."""
+        for cluster in self.clusters.values():
+            cluster.stop()
+        if self.etcd is not None:
+            self.etcd.stop()
+        if keep is None:
+            keep = self.failed
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Blackhole:
+    """A loopback listener that accepts connections and never answers: a hanging cluster."""
+
+    def __init__(self) -> None:
+        """Listen on a free loopback port and accept in a daemon thread."""
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name="blackhole", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The hanging server's address."""
+        return f"https://{LOOPBACK}:{self.port}"
+
+    def _accept(self) -> None:
+        """Accept and hold every connection until closed."""
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Stop listening and drop every held connection."""
+        self._closed.set()
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def start_default(root: Path, targets: int = 1, on_progress: Callable[[str], None] = print) -> ControlPlane:
+    """A metadata cluster ``meta`` and ``targets`` target clusters, for the run command."""
+    plane = ControlPlane(root)
+    on_progress("starting etcd")
+    plane.start_etcd()
+    for name in ["meta"] + [f"demo{i}" if targets > 1 else "demo" for i in range(1, targets + 1)]:
+        on_progress(f"starting kube-apiserver {name}")
+        plane.add_cluster(name)
+    return plane
+
+
+def environment_summary() -> str:
+    """One line naming the binaries in use, for logs."""
+    return ", ".join(f"{t.name} {t.version()}" for t in build.TOOLS) + f" (cache {build.cache_dir()})"
+
+
+if __name__ == "__main__":  # pragma: no cover - manual smoke run
+    plane = start_default(Path(tempfile.mkdtemp(prefix="krm-cp-")))
+    print({name: c.url for name, c in plane.clusters.items()})
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        plane.stop()
+    os._exit(0)

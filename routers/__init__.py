@@ -1,0 +1,121 @@
+"""Blueprints: HTTP in, envelope out. ``register`` attaches them and the error handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Flask, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from config.constants import (
+    MSG_INTERNAL,
+    MSG_METHOD_NOT_ALLOWED,
+    MSG_NOT_FOUND,
+    MSG_NOT_READY,
+    MSG_TOO_LARGE,
+)
+from config.envelope import envelope
+from controllers import auth as auth_controller
+from controllers.backend import Backend
+from controllers.errors import AuthFailed, BadRequest, ServiceError, Unavailable
+from utils import logs
+
+PUBLIC_API = frozenset({"/api/auth/login", "/api/auth/logout"})
+
+
+def backend() -> Backend:
+    """This app's wiring."""
+    return current_app.extensions["krm"]
+
+
+def json_body(bind_message: str) -> dict[str, Any]:
+    """The request body as a JSON object (whatever the Content-Type, as Gin's ShouldBindJSON)."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise BadRequest(f"{bind_message}: request body is empty")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(f"{bind_message}: request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"{bind_message}: request body must be a JSON object")
+    return data
+
+
+def require_ready() -> Backend:
+    """The backend once bootstrap is done; ``Unavailable`` before."""
+    b = backend()
+    if b.credentials is None:
+        raise Unavailable(f"{MSG_NOT_READY} ({b.bootstrap.last_error})")
+    return b
+
+
+def _authenticate() -> None:
+    """Every /api route but login and logout needs a valid token (CORS preflights pass)."""
+    if not request.path.startswith("/api/") or request.method == "OPTIONS":
+        return
+    if request.path.rstrip("/") in PUBLIC_API:
+        return
+    header = request.headers.get("Authorization")
+    token = auth_controller.token_from_header(header)
+    require_ready()
+    g.claims = auth_controller.verify(token)
+
+
+def _is_api() -> bool:
+    """True for requests under /api (they get the envelope, always HTTP 200)."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def _service_error(exc: ServiceError):
+    """A domain error as the envelope."""
+    if exc.status >= 500:
+        logs.error({"path": request.path, "status": exc.status, "error": exc.message}, "request failed")
+    return envelope(exc.status, exc.message)
+
+
+def _http_error(exc: HTTPException):
+    """Routing errors: the envelope under /api, plain JSON elsewhere."""
+    code = exc.code or 500
+    if _is_api():
+        if code == 404:
+            return envelope(404, MSG_NOT_FOUND)
+        if code == 405:
+            return envelope(400, MSG_METHOD_NOT_ALLOWED)
+        if code == 413:
+            return envelope(400, MSG_TOO_LARGE)
+        return envelope(400 if code < 500 else 500, exc.description or exc.name)
+    return current_app.response_class(
+        orjson.dumps({"status": code, "message": exc.name}), status=code, mimetype="application/json"
+    )
+
+
+def _unexpected(exc: Exception):
+    """Anything else: logged with its type, answered without a traceback."""
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    logs.error({"path": request.path, "error": f"{type(exc).__name__}: {exc}"}, "unexpected error")
+    if _is_api():
+        return envelope(500, MSG_INTERNAL)
+    return current_app.response_class(
+        orjson.dumps({"status": 500, "message": MSG_INTERNAL}), status=500, mimetype="application/json"
+    )
+
+
+def register(app: Flask) -> None:
+    """Attach the blueprints, the token check and the error handlers."""
+    from routers.auth import bp as auth_bp
+    from routers.cluster import bp as cluster_bp
+    from routers.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(cluster_bp)
+    app.before_request(_authenticate)
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+__all__ = ["AuthFailed", "backend", "json_body", "register", "require_ready"]

@@ -1,0 +1,84 @@
+"""/api/cluster: add, update, delete, get, list."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+from marshmallow import ValidationError
+
+from config.constants import (
+    MSG_ADD_OK,
+    MSG_BIND_ADD,
+    MSG_BIND_UPDATE,
+    MSG_DELETE_OK,
+    MSG_QUERY_OK,
+    MSG_UPDATE_OK,
+)
+from config.envelope import ok
+from controllers import cluster
+from controllers.errors import BadRequest
+from controllers.schemas import ID_ALIASES, cluster_schema, describe_errors
+from routers import json_body, require_ready
+
+bp = Blueprint("cluster", __name__, url_prefix="/api/cluster")
+
+
+def _load_cluster(bind_message: str) -> dict:
+    """The cluster body, validated; a 400 with the Go bind message otherwise."""
+    try:
+        return cluster_schema.load(json_body(bind_message))
+    except ValidationError as exc:
+        raise BadRequest(f"{bind_message}: {describe_errors(exc.messages)}") from None
+
+
+def _request_id() -> str | None:
+    """The cluster id from the query, a form or a JSON body, under any of its aliases."""
+    sources: list[dict] = [request.args]
+    if request.method in ("POST", "DELETE"):
+        sources.append(request.form)
+        body = request.get_json(silent=True, force=True)
+        if isinstance(body, dict):
+            sources.append(body)
+    for source in sources:
+        for key in ID_ALIASES:
+            value = source.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+@bp.post("/add")
+def add():
+    """Register a cluster by its kubeconfig."""
+    b = require_ready()
+    cluster.add(b.clusters, _load_cluster(MSG_BIND_ADD))
+    return ok(MSG_ADD_OK)
+
+
+@bp.post("/update")
+def update():
+    """Change a registered cluster; the edit form posts back what ``get`` returned."""
+    b = require_ready()
+    cluster.update(b.clusters, _load_cluster(MSG_BIND_UPDATE))
+    return ok(MSG_UPDATE_OK)
+
+
+@bp.route("/delete", methods=["GET", "POST", "DELETE"])
+def delete():
+    """Remove a cluster from the registry (GET as in Go; POST and DELETE too)."""
+    b = require_ready()
+    cluster.delete(b.clusters, _request_id())
+    return ok(MSG_DELETE_OK)
+
+
+@bp.get("/get")
+def get():
+    """One cluster with its kubeconfig."""
+    b = require_ready()
+    return ok(MSG_QUERY_OK, {"item": cluster.get(b.clusters, _request_id())})
+
+
+@bp.get("/list")
+def list_():
+    """Every registered cluster, without kubeconfigs."""
+    b = require_ready()
+    return ok(MSG_QUERY_OK, {"items": cluster.list_clusters(b.clusters)})

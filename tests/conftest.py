@@ -1,0 +1,74 @@
+"""Fixtures: one real control plane per test session (etcd + a metadata and two target clusters)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.harness import Cluster, ControlPlane
+from tests.service import Service, unique
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd plus kube-apiservers ``meta``, ``target1`` and ``target2``; logs kept if a start fails.
+
+    Building or starting it never skips: a control plane that cannot be had fails the run.
+    """
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        plane.start_etcd()
+        for name in ("meta", "target1", "target2"):
+            plane.add_cluster(name)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def meta(control_plane: ControlPlane) -> Cluster:
+    """The metadata cluster."""
+    return control_plane.clusters["meta"]
+
+
+@pytest.fixture(scope="session")
+def target1(control_plane: ControlPlane) -> Cluster:
+    """A target cluster."""
+    return control_plane.clusters["target1"]
+
+
+@pytest.fixture(scope="session")
+def target2(control_plane: ControlPlane) -> Cluster:
+    """Another target cluster."""
+    return control_plane.clusters["target2"]
+
+
+@pytest.fixture(scope="session")
+def service(meta: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service under gunicorn (two workers), shared by the route tests (unique ids per test)."""
+    svc = Service(meta, tmp_path_factory.mktemp("service"), workers=2)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def cluster_id() -> str:
+    """A fresh cluster id."""
+    return unique("c")
+
+
+def kubeconfig_text(cluster: Cluster, identity: str = "admin", server: str | None = None) -> str:
+    """A kubeconfig as users paste it."""
+    return json.dumps(cluster.kubeconfig(identity, server))
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> Path:
+    """A per-test scratch directory."""
+    return tmp_path

@@ -1,0 +1,1 @@
+"""Small helpers: struct-to-map, structured logging, the Kubernetes access layer."""

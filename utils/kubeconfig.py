@@ -1,0 +1,181 @@
+"""Parsing a user-supplied kubeconfig and the policy it must pass before it is stored or used.
+
+A kubeconfig is code-like input: with the client library's defaults it can make this server run
+programs (``exec``, ``auth-provider``), read the server's own files (``tokenFile``, certificate and key
+paths) and send requests anywhere (cloud metadata addresses). The policy, applied to the context that
+is used (``current-context``), rejects all of that by default; each rejection names the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Link-local (where cloud metadata services live: 169.254.169.254, fd00:ec2::254 is handled by the
+# operator's list) and "this network"; operators extend with KUBECONFIG_DENY_CIDRS.
+DEFAULT_DENIED = ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")
+RESOLVE_TIMEOUT = 1.0  # seconds; a name that does not resolve in time is refused, not waited for
+
+
+class KubeconfigRejected(ValueError):
+    """The kubeconfig is malformed or not allowed; the message names the field."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe YAML loader without anchors/aliases (no kubeconfig needs them; "billion laughs" does)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse alias nodes."""
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in a kubeconfig")
+        return super().compose_node(parent, index)
+
+
+def parse_kubeconfig(text: str) -> dict[str, Any]:
+    """YAML (or JSON) text to a dict; raises ``KubeconfigRejected`` with a short reason."""
+    if not text or not text.strip():
+        raise KubeconfigRejected("kubeconfig is empty")
+    try:
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
+        raise KubeconfigRejected(f"kubeconfig is not valid YAML{where}: {exc.problem}") from None
+    except (yaml.YAMLError, RecursionError):
+        raise KubeconfigRejected("kubeconfig is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise KubeconfigRejected("kubeconfig must be a YAML mapping (apiVersion, clusters, users, ...)")
+    return data
+
+
+@dataclass(frozen=True)
+class KubeconfigPolicy:
+    """What a user-supplied kubeconfig may make this server do."""
+
+    denied_networks: tuple[IPNetwork, ...] = field(
+        default_factory=lambda: tuple(ipaddress.ip_network(c) for c in DEFAULT_DENIED)
+    )
+    allowed_networks: tuple[IPNetwork, ...] = ()  # exceptions that win over the denied list
+    allowed_exec_commands: frozenset[str] = frozenset()  # exact ``exec.command`` values
+
+    @classmethod
+    def from_strings(cls, deny: Iterable[str] = (), allow: Iterable[str] = (),
+                     exec_commands: Iterable[str] = ()) -> KubeconfigPolicy:  # fmt: skip
+        """Build from CIDR strings (added to the defaults) and command names; ``ValueError`` if bad."""
+        denied = tuple(ipaddress.ip_network(c) for c in (*DEFAULT_DENIED, *deny))
+        allowed = tuple(ipaddress.ip_network(c) for c in allow)
+        return cls(denied, allowed, frozenset(exec_commands))
+
+    def address_allowed(self, address: str) -> bool:
+        """True when an IP address is not in a denied range (or is in an allowed one)."""
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self.allowed_networks):
+            return True
+        return not any(ip in net for net in self.denied_networks)
+
+    def check(self, kubeconfig: dict[str, Any]) -> None:
+        """Raise ``KubeconfigRejected`` naming the first field the policy does not allow."""
+        cluster, cluster_path, user, user_path = current_entries(kubeconfig)
+        if cluster.get("certificate-authority"):
+            raise KubeconfigRejected(f"{cluster_path}.certificate-authority: file paths are not allowed, "
+                                     "use certificate-authority-data")  # fmt: skip
+        if cluster.get("proxy-url"):
+            raise KubeconfigRejected(f"{cluster_path}.proxy-url: proxies are not allowed")
+        for key in ("tokenFile", "client-certificate", "client-key"):
+            if user.get(key):
+                hint = {"tokenFile": "token"}.get(key, f"{key}-data")
+                raise KubeconfigRejected(f"{user_path}.{key}: file paths are not allowed, use {hint}")
+        if user.get("auth-provider"):
+            raise KubeconfigRejected(f"{user_path}.auth-provider: auth-provider plugins are not allowed")
+        exec_config = user.get("exec")
+        if exec_config:
+            command = exec_config.get("command") if isinstance(exec_config, dict) else None
+            if not isinstance(command, str) or command not in self.allowed_exec_commands:
+                raise KubeconfigRejected(
+                    f"{user_path}.exec: exec plugins are not allowed"
+                    + (f" (command {command!r})" if isinstance(command, str) else "")
+                )
+        self.check_server(cluster.get("server"), f"{cluster_path}.server")
+
+    def check_server(self, server: Any, where: str) -> None:
+        """The server URL must be http(s) with a host whose every address is allowed."""
+        if not isinstance(server, str) or not server.strip():
+            raise KubeconfigRejected(f"{where}: missing server address")
+        try:
+            parts = urlsplit(server.strip())
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            raise KubeconfigRejected(f"{where}: not a valid URL") from None
+        if parts.scheme not in ("https", "http") or not host:
+            raise KubeconfigRejected(f"{where}: must be an http(s) URL with a host")
+        for address in _resolve(host, port or (443 if parts.scheme == "https" else 80), where):
+            if not self.address_allowed(address):
+                raise KubeconfigRejected(f"{where}: address {address} is in a denied range")
+
+
+def current_entries(kubeconfig: dict[str, Any]) -> tuple[dict, str, dict, str]:
+    """The cluster and user of ``current-context`` (with their paths for messages)."""
+    context_name = kubeconfig.get("current-context")
+    if not isinstance(context_name, str) or not context_name:
+        raise KubeconfigRejected("current-context: missing (the current context is the one used)")
+    context = _named(kubeconfig, "contexts", context_name, "context")
+    cluster_name, user_name = context[0].get("cluster"), context[0].get("user")
+    if not isinstance(cluster_name, str) or not cluster_name:
+        raise KubeconfigRejected(f"{context[1]}.cluster: missing")
+    cluster, cluster_path = _named(kubeconfig, "clusters", cluster_name, "cluster")
+    user: dict = {}
+    user_path = "users[?].user"
+    if user_name:
+        user, user_path = _named(kubeconfig, "users", str(user_name), "user")
+    return cluster, cluster_path, user, user_path
+
+
+def _named(kubeconfig: dict[str, Any], section: str, name: str, inner: str) -> tuple[dict, str]:
+    """The ``inner`` mapping of the entry called ``name`` in a kubeconfig list section."""
+    entries = kubeconfig.get(section)
+    if not isinstance(entries, list):
+        raise KubeconfigRejected(f"{section}: must be a list")
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and entry.get("name") == name:
+            value = entry.get(inner)
+            path = f"{section}[{index}].{inner}"
+            if not isinstance(value, dict):
+                raise KubeconfigRejected(f"{path}: must be a mapping")
+            return value, path
+    raise KubeconfigRejected(f"{section}: no entry named {name!r}")
+
+
+def _resolve(host: str, port: int, where: str) -> list[str]:
+    """Every address of ``host`` (an IP literal is itself), bounded in time."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    result: list[str] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result.extend(str(info[4][0]) for info in infos)
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=lookup, name="kubeconfig-resolve", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_TIMEOUT)
+    if thread.is_alive():
+        raise KubeconfigRejected(f"{where}: host name {host!r} did not resolve in time")
+    if failure or not result:
+        raise KubeconfigRejected(f"{where}: host name {host!r} does not resolve")
+    return result

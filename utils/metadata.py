@@ -1,0 +1,62 @@
+"""Access to the metadata cluster: one lazily built, thread-safe client per process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import yaml
+
+from config.settings import Settings
+from utils.kube import BadKubeconfig, KubeClient
+
+
+class MetadataCluster:
+    """The cluster whose namespace holds the registry; its client is built on first use.
+
+    Built lazily so that no connection pool exists before gunicorn forks its workers.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Remember how to reach the metadata cluster; nothing is read or contacted yet."""
+        self.settings = settings
+        self._client: KubeClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of the cluster Secrets."""
+        return self.settings.metadata_namespace
+
+    @property
+    def client(self) -> KubeClient:
+        """The client; raises ``BadKubeconfig`` when the kubeconfig is missing or unusable."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._build()
+        return self._client
+
+    def _build(self) -> KubeClient:
+        """Build the client from the service account or the metadata kubeconfig file."""
+        s = self.settings
+        timeout = (s.metadata_connect_timeout, s.metadata_read_timeout)
+        if s.in_cluster:
+            return KubeClient.in_cluster(str(s.service_account_root), timeout)
+        path: Path = s.metadata_kubeconfig_path()
+        try:
+            kubeconfig = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise BadKubeconfig(f"cannot read the metadata kubeconfig {path}: {exc.strerror}") from None
+        except yaml.YAMLError:
+            raise BadKubeconfig(f"the metadata kubeconfig {path} is not valid YAML") from None
+        if not isinstance(kubeconfig, dict):
+            raise BadKubeconfig(f"the metadata kubeconfig {path} is not a kubeconfig")
+        return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=16)
+
+    def close(self) -> None:
+        """Close the client if one was built."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
