@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from typing import Any
 
 from flask import Flask
 from flask_jwt_extended import JWTManager
 
 import routers
-from config.settings import Settings
+from config.settings import Settings, SettingsError
 from controllers.auth import ISSUER
 from controllers.backend import Backend
 from controllers.cluster import ClusterContext
@@ -73,7 +74,13 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
 def __getattr__(name: str) -> Flask:
     """``app.app``: built on first access, so importing this module has no side effects."""
     if name == "app":
-        application = create_app()
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            # A clear line instead of a traceback; 3 is gunicorn's "worker failed to boot": it halts.
+            sys.stderr.write(f"krm-backend: invalid configuration: {exc}\n")
+            raise SystemExit(3) from None
+        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(name)

@@ -1,10 +1,15 @@
 """Gunicorn settings, read from the environment (see the README's table)."""
 
 import os
+import sys
 
-from config.settings import parse_listen
+from config.settings import Settings, SettingsError
 
-_host, _port = parse_listen(os.environ.get("PORT", ":8080"))
+try:  # fail in the master, once, with a clear line, instead of in every worker
+    _settings = Settings.from_env()
+except SettingsError as _exc:
+    sys.exit(f"krm-backend: invalid configuration: {_exc}")
+_host, _port = _settings.host, _settings.port
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 # Two workers by default on two cores; threads cover requests that wait on a cluster.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))

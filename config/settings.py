@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,8 +16,8 @@ from utils.kubeconfig import KubeconfigPolicy
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]"
-                        r"([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # fmt: skip
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -98,7 +99,7 @@ class Settings:
         """Check values that must be well-formed before anything talks to Kubernetes."""
         if not _DNS_LABEL.match(self.metadata_namespace):
             raise SettingsError(f"METADATA_NAMESPACE={self.metadata_namespace!r} is not a DNS-1123 label")
-        if not _LABEL_KEY.match(self.cluster_label) or len(self.cluster_label) > 316:
+        if not valid_label_key(self.cluster_label):
             raise SettingsError(f"CLUSTER_LABEL_KEY={self.cluster_label!r} is not a valid label key")
         for name, values in (("KUBECONFIG_DENY_CIDRS", self.kubeconfig_deny_cidrs),
                              ("KUBECONFIG_ALLOW_CIDRS", self.kubeconfig_allow_cidrs)):  # fmt: skip
@@ -137,17 +138,28 @@ class Settings:
         }
 
 
+def valid_label_key(key: str) -> bool:
+    """A Kubernetes label key: optional DNS-subdomain prefix (<= 253) and '/', a name of <= 63."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return _LABEL_NAME.match(name) is not None
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """``8080``, ``:8080`` or ``host:port`` -> (host, port); Go's form needs the colon, ours not."""
     text = value.strip()
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = "", text
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - same as Go's ":8080"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise SettingsError(f"PORT={value!r} is not a port, ':port' or 'host:port'") from None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise SettingsError(f"PORT={value!r}: write an IPv6 host in brackets, e.g. [::1]:8080")
+    host = host or "0.0.0.0"  # noqa: S104 - same as Go's ":8080"
+    if not port_text.isdigit():
+        raise SettingsError(f"PORT={value!r} is not a port, ':port' or 'host:port'")
+    port = int(port_text)
     if not 0 < port < 65536:
         raise SettingsError(f"PORT={value!r}: the port must be between 1 and 65535")
     return host, port
@@ -185,8 +197,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{name}={raw!r} must be a finite number greater than 0")
     return value
 
 

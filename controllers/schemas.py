@@ -24,8 +24,11 @@ def valid_cluster_id(value: str) -> bool:
 class _Text(fields.String):
     """A free-text field: ``null`` reads as empty (as Go's zero value), other non-strings fail."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return "" if value is None else super()._deserialize(value, attr, data, **kwargs)
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        """``None`` becomes ``""`` before marshmallow's own null handling would keep it as ``None``."""
+        if value is None:
+            return ""
+        return super().deserialize(value, attr, data, **kwargs)
 
 
 def _strip_aliases(data: Any, canonical: str, aliases: tuple[str, ...]) -> Any:

@@ -72,3 +72,20 @@ def kubeconfig_text(cluster: Cluster, identity: str = "admin", server: str | Non
 def tmp_dir(tmp_path: Path) -> Path:
     """A per-test scratch directory."""
     return tmp_path
+
+
+@pytest.fixture
+def make_service(meta: Cluster, tmp_path: Path) -> Iterator:
+    """Start extra service processes with their own environment; all stopped at teardown."""
+    started: list[Service] = []
+
+    def start(env: dict[str, str] | None = None, wait_ready: bool = True, **kwargs) -> Service:
+        svc = Service(kwargs.pop("cluster", meta), tmp_path, env=env, **kwargs)
+        started.append(svc)
+        return svc.start(wait_ready=wait_ready)
+
+    try:
+        yield start
+    finally:
+        for svc in started:
+            svc.stop()

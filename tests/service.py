@@ -17,7 +17,7 @@ from controlplane.harness import Cluster, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "Pa55-word-for-tests"
-JWT_KEY = "a-test-signing-key-that-is-long-enough"
+JWT_KEY = "a-test-signing-key-that-is-long-enough-for-hs256-and-hs512-0123456789"
 
 
 def unique(prefix: str) -> str:
@@ -28,8 +28,15 @@ def unique(prefix: str) -> str:
 class Service:
     """One gunicorn process serving the app on a free loopback port, its log in a file."""
 
-    def __init__(self, meta: Cluster, tmp: Path, namespace: str | None = None,
-                 env: dict[str, str] | None = None, workers: int = 1, identity: str = "admin") -> None:  # fmt: skip
+    def __init__(
+        self,
+        meta: Cluster,
+        tmp: Path,
+        namespace: str | None = None,
+        env: dict[str, str | None] | None = None,
+        workers: int = 1,
+        identity: str = "admin",
+    ) -> None:
         """Configure; nothing runs until ``start``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -134,6 +134,10 @@ def translate(exc: BaseException, server: str = "") -> KubeError:
     """Map any error of a Kubernetes call to a domain error with a safe message."""
     if isinstance(exc, KubeError):
         return exc
+    if isinstance(exc, AttributeError) and isinstance(exc.__context__, ApiException):
+        # kubernetes 36 wraps transport errors (TLS, ...) in ApiException(status=0, body=None) and
+        # then fails on ``e.body.decode()``: the real error is the context of that AttributeError.
+        exc = exc.__context__
     where = f" ({server})" if server else ""
     if isinstance(exc, ApiException):
         status = exc.status or 0

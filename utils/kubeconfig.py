@@ -9,6 +9,7 @@ is used (``current-context``), rejects all of that by default; each rejection na
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import threading
 from collections.abc import Iterable
@@ -44,6 +45,16 @@ def parse_kubeconfig(text: str) -> dict[str, Any]:
     """YAML (or JSON) text to a dict; raises ``KubeconfigRejected`` with a short reason."""
     if not text or not text.strip():
         raise KubeconfigRejected("kubeconfig is empty")
+    if text.lstrip().startswith("{"):
+        # JSON first: PyYAML is not a JSON superset (tabs, surrogate-pair escapes), client-go's is.
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if not isinstance(data, dict):
+                raise KubeconfigRejected("kubeconfig must be a mapping (apiVersion, clusters, users, ...)")
+            return data
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -51,8 +51,9 @@ def login(credentials: Credentials, username: str, password: str) -> str:
 def token_from_header(value: str | None) -> str:
     """The raw token from ``Authorization`` (the frontend sends it without ``Bearer ``)."""
     token = (value or "").strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
+    scheme, _, rest = token.partition(" ")
+    if scheme.lower() == "bearer":  # "Bearer <token>", or a bare "Bearer" (proxies strip the space)
+        token = rest.strip()
     if not token:
         raise AuthFailed(MSG_NO_TOKEN)
     return token
