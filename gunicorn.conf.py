@@ -1,7 +1,9 @@
 """Gunicorn settings, read from the environment (see the README's table)."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 from config.settings import Settings, SettingsError
 
@@ -25,3 +27,34 @@ accesslog = "-"  # routed into the JSON sink by utils.logs.setup_logging
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 logger_class = "utils.gunicorn_logging.JsonLogger"
+
+# Metrics (prometheus_client's multiprocess mode): every worker writes its samples to files in one directory
+# and /metrics adds them up. Set here, in the master, before any worker imports prometheus_client. Emptied
+# at start: files of an earlier run (a restarted container keeps its emptyDir) would be counted again.
+_created_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="krm-metrics-")
+os.makedirs(_metrics_dir, exist_ok=True)
+for _name in os.listdir(_metrics_dir):
+    if _name.endswith(".db"):
+        os.remove(os.path.join(_metrics_dir, _name))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def worker_exit(server, worker):
+    """On a graceful stop, stop background work so a leading worker releases the prober Lease."""
+    backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("krm")
+    if backend is not None:
+        backend.stop()
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges from the metrics (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this configuration created (not one the operator chose)."""
+    if _created_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -8,6 +8,13 @@ KUBECONFIG_KEY = "kubeconfig"  # data key of the kubeconfig inside a cluster Sec
 ANNOTATION_KEYS = ("id", "displayName", "city", "district", "version", "status")
 STATUS_ACTIVE = "Active"
 STATUS_INACTIVE = "InActive"
+# Annotations this port adds (ClusterHealth); the frontend ignores them, richer clients read them.
+HEALTH_KEYS = ("reason", "message", "lastProbeTime", "lastTransitionTime", "probeLatencyMs",
+               "clusterUID", "credentialExpiry")  # fmt: skip
+# Every key of a list item, in order: Go's six, the two mirrors some frontends read, health, duplicates.
+ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, "duplicateOf")
+REASON_HEALTHY = "Healthy"
+REASON_CREDENTIALS_EXPIRED = "CredentialsExpired"
 
 # Messages (section 2 and 3 of the contract).
 MSG_QUERY_OK = "查询成功"
@@ -33,3 +40,6 @@ MSG_NOT_READY = "服务尚未就绪: 元数据集群不可用"
 MSG_METADATA_UNAVAILABLE = "元数据集群不可用"
 MSG_INTERNAL = "服务内部错误"
 MSG_TOO_LARGE = "请求体过大"
+MSG_LOGOUT_FAILED = "退出失败"
+MSG_LOGIN_LOCKED = "登录失败次数过多,请稍后再试"
+MSG_BAD_BODY = "请求体格式错误"

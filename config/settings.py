@@ -19,6 +19,7 @@ DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
 
 
 class SettingsError(ValueError):
@@ -57,8 +58,27 @@ class Settings:
     kubeconfig_deny_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_exec: tuple[str, ...] = ()
+    # Health probing (controllers/cluster/prober.py), in the spirit of Rancher (15 s, 5 s timeout).
+    probe_enabled: bool = True
+    probe_interval: float = 15.0  # seconds between rounds (+-10% jitter)
+    probe_timeout: float = 5.0  # read timeout of each probe call; connect is min(2 s, this)
+    probe_concurrency: int = 32  # probes in flight: 10% of 1,000 hanging clusters fit in one interval
+    probe_failure_threshold: int = 2  # consecutive failures before Active -> InActive
+    probe_success_threshold: int = 1  # consecutive successes before InActive -> Active
+    probe_max_backoff: float = 300.0  # a dead cluster is probed at least this often
+    probe_heartbeat: float = 60.0  # lastProbeTime is rewritten at least this often when nothing changes
+    # Leader election (one prober across workers and replicas): client-go's defaults are 15 s / 10 s.
+    lease_duration: float = 15.0
+    lease_renew_interval: float = 5.0
+    watch_timeout: int = 60  # seconds the server keeps one watch open before we re-watch
     # Root of the in-cluster service-account files (tests point it elsewhere).
     service_account_root: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    # Failed logins per (client address, username) before a lockout, and the window and lockout
+    # length; counted per worker process (0 disables the limit).
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 300
+    # Origins allowed to call /api from a browser (CORS); empty: no CORS headers at all.
+    cors_allow_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,9 +107,23 @@ class Settings:
             kubeconfig_deny_cidrs=_list(env, "KUBECONFIG_DENY_CIDRS"),
             kubeconfig_allow_cidrs=_list(env, "KUBECONFIG_ALLOW_CIDRS"),
             kubeconfig_allow_exec=_list(env, "KUBECONFIG_ALLOW_EXEC"),
+            probe_enabled=not env.get("PROBE_ENABLED") or _bool(env, "PROBE_ENABLED"),
+            probe_interval=_float(env, "PROBE_INTERVAL", 15.0),
+            probe_timeout=_float(env, "PROBE_TIMEOUT", 5.0),
+            probe_concurrency=_int(env, "PROBE_CONCURRENCY", 32, minimum=1),
+            probe_failure_threshold=_int(env, "PROBE_FAILURE_THRESHOLD", 2, minimum=1),
+            probe_success_threshold=_int(env, "PROBE_SUCCESS_THRESHOLD", 1, minimum=1),
+            probe_max_backoff=_float(env, "PROBE_MAX_BACKOFF", 300.0),
+            probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
+            lease_duration=_float(env, "LEASE_DURATION", 15.0),
+            lease_renew_interval=_float(env, "LEASE_RENEW_INTERVAL", 5.0),
+            watch_timeout=_int(env, "WATCH_TIMEOUT", 60, minimum=1),
             service_account_root=Path(
                 env.get("SERVICE_ACCOUNT_ROOT") or "/var/run/secrets/kubernetes.io/serviceaccount"
             ),
+            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=0),
+            login_lockout_seconds=_int(env, "LOGIN_LOCKOUT_SECONDS", 300, minimum=1),
+            cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
         )
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
@@ -101,6 +135,8 @@ class Settings:
             raise SettingsError(f"METADATA_NAMESPACE={self.metadata_namespace!r} is not a DNS-1123 label")
         if not valid_label_key(self.cluster_label):
             raise SettingsError(f"CLUSTER_LABEL_KEY={self.cluster_label!r} is not a valid label key")
+        if self.lease_renew_interval >= self.lease_duration:
+            raise SettingsError("LEASE_RENEW_INTERVAL must be shorter than LEASE_DURATION")
         for name, values in (("KUBECONFIG_DENY_CIDRS", self.kubeconfig_deny_cidrs),
                              ("KUBECONFIG_ALLOW_CIDRS", self.kubeconfig_allow_cidrs)):  # fmt: skip
             for value in values:
@@ -108,6 +144,10 @@ class Settings:
                     ipaddress.ip_network(value)
                 except ValueError:
                     raise SettingsError(f"{name}: {value!r} is not a CIDR range") from None
+        for origin in self.cors_allow_origins:
+            # A browser sends the Origin as scheme://host[:port], nothing more; "*" allows any.
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise SettingsError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://ui.example.com")
 
     def kubeconfig_policy(self) -> KubeconfigPolicy:
         """The policy user-supplied kubeconfigs must pass."""

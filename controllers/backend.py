@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from config.settings import Settings
 from controllers.auth import Credentials
+from controllers.auth.limiter import LoginLimiter
+from controllers.auth.revocation import RevocationList
 from controllers.cluster import ClusterContext
+from controllers.cluster.prober import ClusterProber
 from initcontroller import Bootstrap
+from utils.informer import MetadataInformer
 from utils.metadata import MetadataCluster
 
 
@@ -19,8 +23,34 @@ class Backend:
     metadata: MetadataCluster
     bootstrap: Bootstrap
     clusters: ClusterContext
+    informer: MetadataInformer | None = None
+    prober: ClusterProber | None = None
+    # Defaults so that wiring without them (unit tests) still works: no revocations, default limits.
+    revocations: RevocationList | None = None
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     @property
     def credentials(self) -> Credentials | None:
         """The admin login and signing key, once bootstrap has run."""
         return self.bootstrap.credentials
+
+    def start_background(self) -> None:
+        """Start the informers (registry, revocations), the leader election and the prober (after bootstrap)."""
+        if self.informer is not None:
+            self.informer.start()
+        if self.revocations is not None:
+            self.revocations.start()
+        if self.prober is not None:
+            self.prober.elector.start()
+            self.prober.start()
+
+    def stop(self) -> None:
+        """Stop background work; a leader releases its Lease so another process takes over at once."""
+        self.bootstrap.stop()
+        if self.informer is not None:
+            self.informer.stop()
+        if self.revocations is not None:
+            self.revocations.stop()
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober.elector.stop()

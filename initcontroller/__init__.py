@@ -11,6 +11,7 @@ from collections.abc import Callable
 from config.settings import Settings
 from controllers.auth import Credentials
 from utils import kube, logs
+from utils.background import BackgroundLoop
 from utils.metadata import MetadataCluster
 
 AUTH_SECRET_NAME = "krm-backend-auth"  # noqa: S105 - generated signing key and initial password, shared by replicas
@@ -81,20 +82,21 @@ def ensure_credentials(client: kube.KubeClient, settings: Settings) -> Credentia
     return Credentials(settings.username, password, sign_key)
 
 
-class Bootstrap:
+class Bootstrap(BackgroundLoop):
     """Runs the bootstrap until it succeeds, with exponential backoff; readiness reads its state."""
+
+    thread_name = "bootstrap"
 
     def __init__(self, settings: Settings, metadata: MetadataCluster,
                  on_ready: Callable[[Credentials], None] | None = None) -> None:  # fmt: skip
         """Prepare; nothing runs until ``run_once`` or ``start``."""
+        super().__init__()
         self.settings = settings
         self.metadata = metadata
         self.on_ready = on_ready
         self.credentials: Credentials | None = None
         self.last_error = "bootstrap has not run yet"
         self.done = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> Credentials:
         """One attempt: namespace, then credentials. Raises ``KubeError`` on failure."""
@@ -113,7 +115,7 @@ class Bootstrap:
         logs.info({"namespace": namespace, "server": client.server}, "metadata cluster ready")
         return credentials
 
-    def run_until_done(self) -> None:
+    def _run(self) -> None:
         """Retry ``run_once`` with backoff (0.5 s doubling up to the cap, with jitter) until it works."""
         delay = 0.5
         while not self._stop.is_set():
@@ -129,16 +131,6 @@ class Bootstrap:
             self._stop.wait(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, self.settings.bootstrap_max_backoff)
 
-    def start(self) -> None:
-        """Run the bootstrap in a daemon thread (the service answers "not ready" meanwhile)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self.run_until_done, name="bootstrap", daemon=True)
-            self._thread.start()
-
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the bootstrap; True when done."""
         return self.done.wait(timeout)
-
-    def stop(self) -> None:
-        """Stop retrying."""
-        self._stop.set()

@@ -9,6 +9,8 @@ from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from config.constants import (
+    MSG_BAD_BODY,
+    MSG_BAD_TOKEN,
     MSG_INTERNAL,
     MSG_METHOD_NOT_ALLOWED,
     MSG_NOT_FOUND,
@@ -21,6 +23,7 @@ from controllers.backend import Backend
 from controllers.errors import AuthFailed, BadRequest, ServiceError, Unavailable
 from utils import logs
 
+BOOTSTRAP_GRACE_SECONDS = 1.0
 PUBLIC_API = frozenset({"/api/auth/login", "/api/auth/logout"})
 
 
@@ -47,6 +50,10 @@ def require_ready() -> Backend:
     """The backend once bootstrap is done; ``Unavailable`` before."""
     b = backend()
     if b.credentials is None:
+        # Another worker may have answered /readyz while this one (forked at the same time) finishes
+        # its own bootstrap, normally within milliseconds: wait that long rather than fail the request.
+        b.bootstrap.wait(BOOTSTRAP_GRACE_SECONDS)
+    if b.credentials is None:
         raise Unavailable(f"{MSG_NOT_READY} ({b.bootstrap.last_error})")
     return b
 
@@ -59,8 +66,10 @@ def _authenticate() -> None:
         return
     header = request.headers.get("Authorization")
     token = auth_controller.token_from_header(header)
-    require_ready()
+    b = require_ready()
     g.claims = auth_controller.verify(token)
+    if b.revocations is not None and b.revocations.is_revoked(token):
+        raise AuthFailed(MSG_BAD_TOKEN)  # logged out: same answer as any other dead token
 
 
 def _is_api() -> bool:
@@ -84,6 +93,7 @@ def _http_error(exc: HTTPException):
         if code == 405:
             return envelope(400, MSG_METHOD_NOT_ALLOWED)
         if code == 413:
+            _drain_body()
             return envelope(400, MSG_TOO_LARGE)
         return envelope(400 if code < 500 else 500, exc.description or exc.name)
     return current_app.response_class(
@@ -91,10 +101,40 @@ def _http_error(exc: HTTPException):
     )
 
 
+# An oversized body is read and dropped up to this size before answering: a client still sending
+# when the server closes gets a connection reset instead of the 400 (gunicorn itself drains 64 KiB).
+DRAIN_LIMIT = 16 * 1024 * 1024
+
+
+def _drain_body() -> None:
+    """Read and drop the rest of an oversized request body (bounded) so the client reads the answer."""
+    length = request.content_length
+    if length is not None and length > DRAIN_LIMIT:
+        return  # not worth reading: the connection is closed after the answer anyway
+    stream = request.environ.get("wsgi.input")
+    left = DRAIN_LIMIT
+    try:
+        while stream is not None and left > 0:
+            chunk = stream.read(min(65536, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except Exception:  # noqa: S110 - best effort: a broken body only means the connection closes
+        pass
+
+
 def _unexpected(exc: Exception):
     """Anything else: logged with its type, answered without a traceback."""
     if isinstance(exc, HTTPException):
         return _http_error(exc)
+    if type(exc).__module__.startswith("gunicorn.http"):
+        # The server failed to read the body the client framed (bad chunk, truncated): the client's fault.
+        logs.info({"path": request.path, "error": type(exc).__name__}, "malformed request body")
+        if _is_api():
+            return envelope(400, MSG_BAD_BODY)
+        return current_app.response_class(
+            orjson.dumps({"status": 400, "message": MSG_BAD_BODY}), status=400, mimetype="application/json"
+        )
     logs.error({"path": request.path, "error": f"{type(exc).__name__}: {exc}"}, "unexpected error")
     if _is_api():
         return envelope(500, MSG_INTERNAL)
@@ -105,13 +145,19 @@ def _unexpected(exc: Exception):
 
 def register(app: Flask) -> None:
     """Attach the blueprints, the token check and the error handlers."""
+    from routers import cors, metrics
     from routers.auth import bp as auth_bp
     from routers.cluster import bp as cluster_bp
     from routers.health import bp as health_bp
+    from routers.openapi import bp as openapi_bp
 
+    metrics.instrument(app)  # first, so that its timer starts before any other before-request work
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(cluster_bp)
+    cors.init_app(app)  # its preflight answer runs before the token check
     app.before_request(_authenticate)
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -9,11 +9,12 @@ import time
 import pytest
 import yaml
 
+from config.constants import HEALTH_KEYS, ITEM_KEYS
 from controlplane.harness import Blackhole, Cluster, free_port
 from tests.conftest import kubeconfig_text
 from tests.service import Service
 
-LIST_KEYS = ["id", "displayName", "city", "district", "version", "status", "clusterVersion", "clusterStatus"]
+LIST_KEYS = list(ITEM_KEYS)
 
 
 def secret_of(meta: Cluster, service: Service, cluster_id: str) -> tuple[int, dict]:
@@ -41,7 +42,9 @@ def test_add_writes_a_secret_in_the_go_shape(service: Service, meta: Cluster, ta
     status, secret = secret_of(meta, service, cluster_id)
     assert status == 200
     assert secret["metadata"]["labels"] == {"kubeasy.com/cluster.metadata": "true"}
-    assert secret["metadata"]["annotations"] == {
+    annotations = secret["metadata"]["annotations"]
+    go_keys = {k: annotations.pop(k) for k in ("id", "displayName", "city", "district", "version", "status")}
+    assert go_keys == {
         "id": cluster_id,
         "displayName": "生产集群",
         "city": "北京",
@@ -49,6 +52,10 @@ def test_add_writes_a_secret_in_the_go_shape(service: Service, meta: Cluster, ta
         "version": "v1.36.3",
         "status": "Active",
     }
+    # What this port adds (the Go version ignores unknown annotations): health and identity.
+    assert set(annotations) == set(HEALTH_KEYS)
+    assert annotations["reason"] == "Healthy"
+    assert annotations["clusterUID"]
     assert secret["type"] == "Opaque"
     assert list(secret["data"]) == ["kubeconfig"]
     assert base64.b64decode(secret["data"]["kubeconfig"]).decode() == text

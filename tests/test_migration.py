@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from config.constants import HEALTH_KEYS
 from controlplane.harness import Cluster, free_port
 from tests.conftest import kubeconfig_text
 from tests.service import Service, unique
@@ -116,5 +117,7 @@ def test_written_secret_round_trips_through_a_go_style_reader(
     )
     assert status == 200
     secret = next(s for s in listing["items"] if s["metadata"]["name"] == cluster_id)
-    assert set(secret["metadata"]["annotations"]) == {"id", "displayName", "city", "district", "version", "status"}
+    go_keys = {"id", "displayName", "city", "district", "version", "status"}
+    assert set(secret["metadata"]["annotations"]) == go_keys | set(HEALTH_KEYS)
+    assert secret["metadata"]["annotations"]["version"] == "v1.36.3"
     assert base64.b64decode(secret["data"]["kubeconfig"]).decode() == text

@@ -8,8 +8,11 @@ is used (``current-context``), rejects all of that by default; each rejection na
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import ipaddress
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterable
@@ -18,12 +21,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from cryptography import x509
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Link-local (where cloud metadata services live: 169.254.169.254, fd00:ec2::254 is handled by the
 # operator's list) and "this network"; operators extend with KUBECONFIG_DENY_CIDRS.
 DEFAULT_DENIED = ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")
+# Environment variables that change which code a program loads or runs (preloads, search paths,
+# interpreter start-up hooks): an allowed exec command must not be turned into another program.
+_CODE_LOADING_ENV = re.compile(
+    r"^(LD_|DYLD_|PYTHON|PERL|RUBY|NODE_|GCONV_PATH$|PATH$|BASH_ENV$|ENV$|SHELLOPTS$|BASHOPTS$|IFS$"
+    r"|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$|OPENSSL_CONF$|OPENSSL_MODULES$)",
+    re.IGNORECASE,
+)
 RESOLVE_TIMEOUT = 1.0  # seconds; a name that does not resolve in time is refused, not waited for
 
 
@@ -60,7 +71,8 @@ def parse_kubeconfig(text: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
         raise KubeconfigRejected(f"kubeconfig is not valid YAML{where}: {exc.problem}") from None
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, ValueError):
+        # ValueError: a scalar the constructor cannot build, e.g. an integer of more than 4300 digits.
         raise KubeconfigRejected("kubeconfig is not valid YAML") from None
     if not isinstance(data, dict):
         raise KubeconfigRejected("kubeconfig must be a YAML mapping (apiVersion, clusters, users, ...)")
@@ -116,6 +128,7 @@ class KubeconfigPolicy:
                     f"{user_path}.exec: exec plugins are not allowed"
                     + (f" (command {command!r})" if isinstance(command, str) else "")
                 )
+            _check_exec_env(exec_config.get("env"), f"{user_path}.exec.env")
         self.check_server(cluster.get("server"), f"{cluster_path}.server")
 
     def check_server(self, server: Any, where: str) -> None:
@@ -132,6 +145,20 @@ class KubeconfigPolicy:
         for address in _resolve(host, port or (443 if parts.scheme == "https" else 80), where):
             if not self.address_allowed(address):
                 raise KubeconfigRejected(f"{where}: address {address} is in a denied range")
+
+
+def _check_exec_env(env: Any, where: str) -> None:
+    """An allowed exec command still must not get variables that make it load or run other code."""
+    if env is None:
+        return
+    if not isinstance(env, list):
+        raise KubeconfigRejected(f"{where}: must be a list of name/value pairs")
+    for index, item in enumerate(env):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise KubeconfigRejected(f"{where}[{index}].name: missing")
+        if _CODE_LOADING_ENV.match(name):
+            raise KubeconfigRejected(f"{where}[{index}]: variable {name[:64]!r} is not allowed for exec plugins")
 
 
 def current_entries(kubeconfig: dict[str, Any]) -> tuple[dict, str, dict, str]:
@@ -190,3 +217,29 @@ def _resolve(host: str, port: int, where: str) -> list[str]:
     if failure or not result:
         raise KubeconfigRejected(f"{where}: host name {host!r} does not resolve")
     return result
+
+
+def credential_expiry(kubeconfig: dict[str, Any]) -> dt.datetime | None:
+    """When the current user's credentials stop working: client certificate notAfter or a JWT's exp."""
+    try:
+        _, _, user, _ = current_entries(kubeconfig)
+    except KubeconfigRejected:
+        return None
+    expiries: list[dt.datetime] = []
+    cert_data = user.get("client-certificate-data")
+    if isinstance(cert_data, str) and cert_data:
+        try:
+            cert = x509.load_pem_x509_certificate(base64.b64decode(cert_data))
+            expiries.append(cert.not_valid_after_utc)
+        except (ValueError, TypeError):
+            pass
+    token = user.get("token")
+    if isinstance(token, str) and token.count(".") == 2:
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            if isinstance(claims, dict) and isinstance(claims.get("exp"), int | float):
+                expiries.append(dt.datetime.fromtimestamp(claims["exp"], dt.UTC))
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return min(expiries) if expiries else None

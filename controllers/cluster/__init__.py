@@ -14,14 +14,17 @@ from config.constants import (
     MSG_GET_FAILED,
     MSG_LIST_FAILED,
     MSG_UPDATE_FAILED,
+    REASON_CREDENTIALS_EXPIRED,
     STATUS_ACTIVE,
+    STATUS_INACTIVE,
 )
 from controllers.errors import BadRequest, from_metadata
 from controllers.schemas import ID_MESSAGE, valid_cluster_id
 from utils import kube, logs
-from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, parse_kubeconfig
+from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
 
-from .records import ClusterRecord, list_item, secret_body, stored_kubeconfig
+from .prober import ProbeResult, probe_cluster, utc_now
+from .records import ClusterHealth, ClusterRecord, list_item, secret_body, stored_kubeconfig
 from .registry import ClusterRegistry
 
 ADD, UPDATE = "add", "update"
@@ -37,30 +40,34 @@ class ClusterContext:
     max_kubeconfig_bytes: int
 
 
-def probe_version(kubeconfig: dict[str, Any], timeout: tuple[float, float]) -> str:
-    """Ask a target cluster for its version (``GET /version``), bounded by ``timeout``."""
+def inspect_target(kubeconfig: dict[str, Any], timeout: tuple[float, float]) -> ProbeResult:
+    """Ask a target cluster for its version, health and identity, bounded by ``timeout`` per call.
+
+    Raises ``KubeError`` only when the version cannot be had (Go's step 2); anything after that is
+    recorded as the cluster's health instead of failing the registration.
+    """
     with kube.KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=1) as client:
-        return str(client.version()["gitVersion"])
+        result = probe_cluster(client, credential_expiry(kubeconfig))
+    if not result.version:
+        raise kube.KubeError(f"{result.message}" if result.reason != REASON_CREDENTIALS_EXPIRED
+                             else f"{result.message} ({result.reason})")  # fmt: skip
+    return result
 
 
 def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> ClusterRecord:
     """Go's ``addOrUpdate``: check the kubeconfig, ask the cluster its version, write the Secret.
 
     ``data`` is a loaded ``ClusterSchema``. On update an empty kubeconfig keeps the stored one, so an
-    edit of the display fields never loses credentials; update reads first for that reason and to
-    replace optimistically (resourceVersion), so a concurrent edit is reported, not overwritten.
+    edit of the display fields never loses credentials; update reads first for that reason, to refuse
+    a kubeconfig of another cluster (kube-system UID), and to replace optimistically (resourceVersion).
     """
     bind_msg, fail_msg = (MSG_BIND_ADD, MSG_ADD_FAILED) if method == ADD else (MSG_BIND_UPDATE, MSG_UPDATE_FAILED)
     cluster_id: str = data["id"]
-    kubeconfig_text: str = data.get("kubeconfig") or ""
+    sent_kubeconfig: str = data.get("kubeconfig") or ""
     existing = None
     if method == UPDATE:
-        try:
-            existing = ctx.registry.read(cluster_id)
-        except kube.KubeError as exc:
-            raise from_metadata(fail_msg, exc) from None
-        if not kubeconfig_text.strip():
-            kubeconfig_text = stored_kubeconfig(existing)
+        existing = _read_for_update(ctx, cluster_id)
+    kubeconfig_text = sent_kubeconfig if sent_kubeconfig.strip() else stored_kubeconfig(existing or {})
     if not kubeconfig_text.strip():
         raise BadRequest(f"{bind_msg}: kubeconfig: Missing data for required field.")
     if len(kubeconfig_text.encode()) > ctx.max_kubeconfig_bytes:
@@ -68,28 +75,78 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
     try:
         kubeconfig = parse_kubeconfig(kubeconfig_text)
         ctx.policy.check(kubeconfig)
-        version = probe_version(kubeconfig, ctx.target_timeout)
+        probe = inspect_target(kubeconfig, ctx.target_timeout)
     except (KubeconfigRejected, kube.KubeError) as exc:
         logs.info({"clusterId": cluster_id, "method": method, "reason": str(exc)}, "cluster not reachable")
         raise BadRequest(f"{MSG_CLUSTER_INFO}: {exc}") from None
+    for attempt in range(3):
+        if existing is not None:
+            registered_uid = ((existing.get("metadata") or {}).get("annotations") or {}).get("clusterUID", "")
+            if registered_uid and probe.uid and registered_uid != probe.uid:
+                raise BadRequest(f"{fail_msg}: the kubeconfig points at a different cluster "
+                                 f"(kube-system UID {probe.uid}, registered {registered_uid})")  # fmt: skip
+        record, body = _build(ctx, data, kubeconfig, kubeconfig_text, probe, existing)
+        try:
+            if method == ADD:
+                ctx.registry.create(body)
+            else:
+                ctx.registry.replace(cluster_id, body)
+            break
+        except kube.Conflict:
+            # The prober (or another editor) patched the Secret since we read it: re-read and
+            # re-apply this request's fields on top, unless it is the last attempt.
+            if method == ADD or attempt == 2:
+                raise from_metadata(fail_msg, kube.Conflict("the cluster was changed meanwhile; retry")) from None
+            existing = _read_for_update(ctx, cluster_id)
+            if not sent_kubeconfig.strip():
+                kubeconfig_text = stored_kubeconfig(existing)
+        except kube.KubeError as exc:
+            raise from_metadata(fail_msg, exc) from None
+    logs.info({"clusterId": cluster_id, "method": method, "version": record.version, "status": record.status,
+               "reason": probe.reason}, f"cluster {method} done")  # fmt: skip
+    return record
+
+
+def _read_for_update(ctx: ClusterContext, cluster_id: str) -> dict[str, Any]:
+    """The stored Secret of a cluster being updated."""
+    try:
+        return ctx.registry.read(cluster_id)
+    except kube.KubeError as exc:
+        raise from_metadata(MSG_UPDATE_FAILED, exc) from None
+
+
+def _build(
+    ctx: ClusterContext,
+    data: dict[str, Any],
+    kubeconfig: dict[str, Any],
+    kubeconfig_text: str,
+    probe: ProbeResult,
+    existing: dict[str, Any] | None,
+) -> tuple[ClusterRecord, dict[str, Any]]:
+    """The record and the Secret body for this request."""
+    now = utc_now()
+    status = STATUS_ACTIVE if probe.healthy else STATUS_INACTIVE
+    old = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     record = ClusterRecord(
-        id=cluster_id,
+        id=data["id"],
         display_name=data.get("display_name", ""),
         city=data.get("city", ""),
         district=data.get("district", ""),
-        version=version,
-        status=STATUS_ACTIVE,
+        version=probe.version,
+        status=status,
     )
-    body = secret_body(record, kubeconfig_text, ctx.registry.namespace, ctx.registry.label, existing)
-    try:
-        if method == ADD:
-            ctx.registry.create(body)
-        else:
-            ctx.registry.replace(cluster_id, body)
-    except kube.KubeError as exc:
-        raise from_metadata(fail_msg, exc) from None
-    logs.info({"clusterId": cluster_id, "method": method, "version": version}, f"cluster {method} done")
-    return record
+    expiry = credential_expiry(kubeconfig)
+    health = ClusterHealth(
+        reason=probe.reason,
+        message=probe.message,
+        last_probe_time=now,
+        last_transition_time=old.get("lastTransitionTime", now) if old.get("status") == status else now,
+        probe_latency_ms=str(probe.latency_ms),
+        cluster_uid=probe.uid or old.get("clusterUID", ""),
+        credential_expiry=f"{expiry:%Y-%m-%dT%H:%M:%SZ}" if expiry else "",
+    )
+    body = secret_body(record, kubeconfig_text, ctx.registry.namespace, ctx.registry.label, existing, health)
+    return record, body
 
 
 def add(ctx: ClusterContext, data: dict[str, Any]) -> ClusterRecord:
@@ -129,6 +186,13 @@ def get(ctx: ClusterContext, cluster_id: str | None) -> dict[str, str]:
     except kube.KubeError as exc:
         raise from_metadata(MSG_GET_FAILED, exc) from None
     item = list_item(cluster_id, (secret.get("metadata") or {}).get("annotations"))
+    if item["clusterUID"]:
+        # duplicateOf needs every record: take it from the list (served from the informer's copy).
+        try:
+            others = {i["id"]: i for i in ctx.registry.list_items()}
+            item["duplicateOf"] = others.get(cluster_id, item)["duplicateOf"]
+        except kube.KubeError:
+            pass
     item["kubeconfig"] = stored_kubeconfig(secret)
     return item
 

@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.constants import ANNOTATION_KEYS, KUBECONFIG_KEY
+from config.constants import ANNOTATION_KEYS, HEALTH_KEYS, KUBECONFIG_KEY
 from utils.struct2map import struct_to_map
 
 
@@ -27,11 +27,29 @@ class ClusterRecord:
         return struct_to_map(self)
 
 
+@dataclass
+class ClusterHealth:
+    """What this port adds to the annotations: the last probe, the cluster's identity, expiry."""
+
+    reason: str = ""  # Healthy, Unreachable, Timeout, TLSError, Unauthorized, Forbidden, Unhealthy, ...
+    message: str = ""
+    last_probe_time: str = field(default="", metadata={"json": "lastProbeTime"})  # RFC 3339, UTC
+    last_transition_time: str = field(default="", metadata={"json": "lastTransitionTime"})
+    probe_latency_ms: str = field(default="", metadata={"json": "probeLatencyMs"})
+    cluster_uid: str = field(default="", metadata={"json": "clusterUID"})  # UID of kube-system
+    credential_expiry: str = field(default="", metadata={"json": "credentialExpiry"})
+
+    def annotations(self) -> dict[str, str]:
+        """The health fields as annotations."""
+        return struct_to_map(self)
+
+
 def list_item(name: str, annotations: dict[str, str] | None) -> dict[str, str]:
-    """A list item: the documented keys only, plus ``clusterVersion``/``clusterStatus`` mirrors.
+    """A list item: the documented keys only (``ITEM_KEYS``), never foreign annotations.
 
     A Secret written by the Go copy that stores ``clusterVersion`` (and no ``version``) is read as
-    having that version; foreign annotations (kubectl's last-applied, ...) are never passed on.
+    having that version; ``clusterVersion``/``clusterStatus`` mirror ``version``/``status``.
+    ``duplicateOf`` is filled by the caller, which sees every item.
     """
     annotations = annotations or {}
     item = {key: str(annotations.get(key, "")) for key in ANNOTATION_KEYS}
@@ -40,7 +58,22 @@ def list_item(name: str, annotations: dict[str, str] | None) -> dict[str, str]:
     item["status"] = item["status"] or str(annotations.get("clusterStatus", ""))
     item["clusterVersion"] = item["version"]
     item["clusterStatus"] = item["status"]
+    for key in HEALTH_KEYS:
+        item[key] = str(annotations.get(key, ""))
+    item["duplicateOf"] = ""
     return item
+
+
+def mark_duplicates(items: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Set ``duplicateOf`` to the other ids registered for the same cluster (same kube-system UID)."""
+    by_uid: dict[str, list[str]] = {}
+    for item in items:
+        if item["clusterUID"]:
+            by_uid.setdefault(item["clusterUID"], []).append(item["id"])
+    for item in items:
+        ids = by_uid.get(item["clusterUID"], []) if item["clusterUID"] else []
+        item["duplicateOf"] = ",".join(sorted(i for i in ids if i != item["id"]))
+    return items
 
 
 def stored_kubeconfig(secret: dict[str, Any]) -> str:
@@ -60,6 +93,7 @@ def secret_body(
     namespace: str,
     label: str,
     existing: dict[str, Any] | None = None,
+    health: ClusterHealth | None = None,
 ) -> dict[str, Any]:
     """The Secret for a record; on update, keeps foreign labels, annotations and data keys."""
     metadata: dict[str, Any] = {"name": record.id, "namespace": namespace}
@@ -75,6 +109,8 @@ def secret_body(
         metadata["resourceVersion"] = old.get("resourceVersion")
     labels[label] = "true"
     annotations.update(record.annotations())
+    if health is not None:
+        annotations.update(health.annotations())
     metadata["labels"] = labels
     metadata["annotations"] = annotations
     body: dict[str, Any] = {

@@ -1,0 +1,286 @@
+"""Benchmark: the registry at 1,000 clusters on the real control plane, against the bare Kubernetes API.
+
+Run: ``.venv/bin/python -m benchmarks.registry`` (about 3-4 minutes on two cores). It starts its own
+etcd and three API servers (meta + two targets), registers 1,000 clusters (900 pointing at the two
+live targets, 50 at loopback ports that refuse, 50 at a listener that accepts and never answers),
+serves the app with gunicorn (2 workers), and measures in one run:
+
+- ``list`` and ``get`` through the service against the bare API doing the Go version's per-request
+  work (label-selected Secret LIST with kubeconfigs; Secret GET), p50/p99 and throughput;
+- ``add`` against the bare ``GET /version`` it wraps (both on a fresh connection, as each add is);
+- a full probe round with 10% dead or hanging clusters, and ``list`` latency while it runs;
+- resident memory of each worker.
+
+Figures go to ``benchmarks/results/registry-<date>.json``; a summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import requests
+import urllib3
+
+from controlplane.harness import Blackhole, Cluster, ControlPlane, free_port
+from tests.service import Service
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LABEL = "kubeasy.com/cluster.metadata"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50, p90 and p99 in milliseconds."""
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {"p50_ms": pick(0.50), "p90_ms": pick(0.90), "p99_ms": pick(0.99), "n": len(ordered)}
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    """Run ``fn`` n times; the duration of each call in seconds."""
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def throughput(fn: Callable[[], object], threads: int, seconds: float) -> float:
+    """Calls per second of ``fn`` from ``threads`` threads for ``seconds``."""
+    stop = time.monotonic() + seconds
+    counts = [0] * threads
+
+    def loop(i: int) -> None:
+        while time.monotonic() < stop:
+            fn()
+            counts[i] += 1
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return round(sum(counts) / seconds, 1)
+
+
+class BareApi:
+    """Direct HTTPS calls to an API server, kept alive, parsed with orjson: the baseline."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        """A pool to ``cluster`` with its CA and admin token."""
+        self.cluster = cluster
+        self.ca_path = cluster.dir / "certs" / "apiserver.crt"
+        self.pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(self.ca_path), maxsize=16)
+        self.headers = {"Authorization": f"Bearer {cluster.tokens['admin']}", "Accept": "application/json"}
+
+    def get(self, path: str, fresh: bool = False) -> object:
+        """GET and parse; ``fresh`` uses a new connection (TLS handshake included)."""
+        pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(self.ca_path)) if fresh else self.pool
+        resp = pool.request("GET", self.cluster.url + path, headers=self.headers, timeout=10)
+        assert resp.status == 200, resp.status
+        body = orjson.loads(resp.data)
+        if fresh:
+            pool.clear()
+        return body
+
+
+def worker_rss_mib(master_pid: int) -> dict[str, float]:
+    """VmRSS of every gunicorn worker (children of the master), in MiB."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != master_pid:
+                continue
+            status = Path(f"/proc/{entry}/status").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if match:
+            out[entry] = round(int(match.group(1)) / 1024, 1)
+    return out
+
+
+def go_secret(cluster_id: str, kubeconfig: str) -> dict:
+    """A cluster Secret in the Go shape."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": cluster_id,
+            "labels": {LABEL: "true"},
+            "annotations": {
+                "id": cluster_id,
+                "displayName": cluster_id,
+                "city": "bench",
+                "district": "",
+                "version": "v1.36.3",
+                "status": "Active",
+            },
+        },
+        "stringData": {"kubeconfig": kubeconfig},
+    }
+
+
+def main() -> int:
+    """Run the benchmark and write the results."""
+    parser = argparse.ArgumentParser(description="registry benchmark (see module docstring)")
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--probe-interval", type=float, default=15.0)
+    args = parser.parse_args()
+    n_dead = args.clusters // 20  # 5% refuse
+    n_hang = args.clusters // 20  # 5% hang
+    n_live = args.clusters - n_dead - n_hang
+    root = Path(tempfile.mkdtemp(prefix="krm-bench-"))
+    plane = ControlPlane(root / "cp")
+    holes = [Blackhole() for _ in range(2)]
+    services: list[Service] = []
+    result: dict = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "clusters": {"total": args.clusters, "live": n_live, "refusing": n_dead, "hanging": n_hang},
+    }
+    try:
+        print("starting the control plane ...", flush=True)
+        plane.start_etcd()
+        meta, t1, t2 = (plane.add_cluster(n) for n in ("meta", "t1", "t2"))
+        namespace = "krm-bench"
+        env = {"PROBE_ENABLED": "false", "LOG_LEVEL": "info", "GUNICORN_THREADS": "8"}
+        svc = Service(meta, root, namespace=namespace, env=env, workers=2).start()
+        services.append(svc)
+        bare_meta = BareApi(meta)
+        bare_t1 = BareApi(t1)
+
+        # add: through the service vs the bare /version call it wraps (fresh connections both).
+        add_ids = [f"add-{i:04d}" for i in range(min(50, n_live))]
+        kc1, kc2 = json.dumps(t1.kubeconfig()), json.dumps(t2.kubeconfig())
+        it = iter(add_ids)
+        add_samples = timed(lambda: svc.api("POST", "/api/cluster/add", json={"id": next(it), "kubeconfig": kc1}),
+                            len(add_ids))  # fmt: skip
+        version_samples = timed(lambda: bare_t1.get("/version", fresh=True), len(add_ids))
+        result["add"] = {
+            "service": percentiles(add_samples),
+            "bare_version_fresh_connection": percentiles(version_samples),
+        }
+
+        print(f"registering {args.clusters} clusters ...", flush=True)
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        for i in range(len(add_ids), n_live):
+            status, body = meta.request("POST", path, go_secret(f"live-{i:04d}", kc1 if i % 2 else kc2))
+            assert status == 201, body
+        for i in range(n_dead):
+            dead = json.dumps(t1.kubeconfig(server=f"https://127.0.0.1:{free_port()}"))
+            assert meta.request("POST", path, go_secret(f"dead-{i:04d}", dead))[0] == 201
+        for i in range(n_hang):
+            hang = json.dumps(t1.kubeconfig(server=holes[i % len(holes)].url))
+            assert meta.request("POST", path, go_secret(f"hang-{i:04d}", hang))[0] == 201
+        deadline = time.monotonic() + 30
+        while len(svc.api("GET", "/api/cluster/list")["data"]["items"]) < args.clusters:
+            assert time.monotonic() < deadline, "the service did not see every cluster"
+            time.sleep(0.2)
+
+        # list and get, idle, against the bare API.
+        selector = f"?labelSelector={LABEL}%3Dtrue"
+        svc_list = lambda: svc.api("GET", "/api/cluster/list")  # noqa: E731
+        bare_list = lambda: bare_meta.get(path + selector)  # noqa: E731
+        svc_get = lambda: svc.api("GET", "/api/cluster/get?id=live-0500")  # noqa: E731
+        bare_get = lambda: bare_meta.get(f"{path}/live-0500")  # noqa: E731
+        for fn in (svc_list, bare_list, svc_get, bare_get):
+            timed(fn, 5)  # warm up connections and caches
+        result["list_idle"] = {
+            "service": percentiles(timed(svc_list, args.samples)),
+            "bare_label_selected_list": percentiles(timed(bare_list, max(20, args.samples // 4))),
+        }
+        result["get"] = {
+            "service": percentiles(timed(svc_get, args.samples)),
+            "bare_secret_get": percentiles(timed(bare_get, args.samples)),
+        }
+        result["throughput_rps"] = {
+            "service_list_8_threads": throughput(svc_list, 8, 5),
+            "bare_list_4_threads": throughput(bare_list, 4, 5),
+            "service_get_8_threads": throughput(svc_get, 8, 5),
+        }
+        result["rss_mib_idle"] = worker_rss_mib(svc.process.pid)  # type: ignore[union-attr]
+        svc.stop()
+
+        # The same service with probing on: one full round, and list latency while it runs.
+        print("probing ...", flush=True)
+        env = {"LOG_LEVEL": "debug", "GUNICORN_THREADS": "8", "PROBE_INTERVAL": str(args.probe_interval),
+               "PROBE_HEARTBEAT": "600"}  # fmt: skip
+        svc = Service(meta, root, namespace=namespace, env=env, workers=2).start()
+        services.append(svc)
+
+        def rounds_done() -> list[float]:
+            return [float(m) for m in re.findall(r'"msg":"probe round done".*?"seconds":([0-9.]+)', svc.log())]
+
+        # The first round starts as soon as the leader is elected (right after start-up) and probes
+        # every cluster: list samples taken until it is logged as done are "during a round".
+        during: list[float] = []
+        deadline = time.monotonic() + 3 * args.probe_interval + 60
+        while not rounds_done():
+            assert time.monotonic() < deadline, "no probe round finished"
+            during += timed(svc_list, 5)
+        between = timed(svc_list, args.samples)  # the next round starts an interval after the first
+        while len(rounds_done()) < 2:
+            assert time.monotonic() < deadline, "no second probe round"
+            time.sleep(0.5)
+        rounds = rounds_done()
+        result["probe"] = {
+            "interval_s": args.probe_interval,
+            "round_seconds": rounds,
+            "list_during_first_round": percentiles(during),
+            "list_between_rounds": percentiles(between),
+        }
+        statuses: dict[str, int] = {}
+        for item in svc.api("GET", "/api/cluster/list")["data"]["items"]:
+            key = f"{item['status']}/{item['reason']}"
+            statuses[key] = statuses.get(key, 0) + 1
+        result["probe"]["statuses_after"] = statuses
+        result["rss_mib_probing"] = worker_rss_mib(svc.process.pid)  # type: ignore[union-attr]
+    finally:
+        for s in services:
+            s.stop()
+        for h in holes:
+            h.close()
+        plane.stop()
+
+    idle = result["list_idle"]
+    result["targets"] = {
+        "list_p50_le_one_fifth_of_bare": idle["service"]["p50_ms"] <= idle["bare_label_selected_list"]["p50_ms"] / 5,
+        "list_during_probe_within_1_5x_idle": result["probe"]["list_during_first_round"]["p50_ms"]
+        <= 1.5 * result["probe"]["list_between_rounds"]["p50_ms"],
+        "probe_round_inside_interval": bool(rounds) and max(rounds) <= args.probe_interval,
+        "rss_le_150_mib_per_worker": all(
+            v <= 150 for v in [*result["rss_mib_idle"].values(), *result["rss_mib_probing"].values()]
+        ),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"registry-{dt.date.today().isoformat()}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    requests.packages.urllib3.disable_warnings()  # type: ignore[attr-defined]
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Live health of every registered cluster, probed off the request path by one leader at a time.
+
+The leader (a Lease, see ``utils.leader``) lists the cluster Secrets each round, probes the ones that
+are due with bounded concurrency and a per-probe timeout, and writes what changed back into the
+Secrets' annotations, where every worker and replica reads it (through its informer). A status flips
+only after ``failure_threshold`` (or ``success_threshold``) consistent results, and a dead cluster is
+probed less and less often (exponential backoff up to ``max_backoff``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.constants import (
+    REASON_CREDENTIALS_EXPIRED,
+    REASON_HEALTHY,
+    STATUS_ACTIVE,
+    STATUS_INACTIVE,
+)
+from utils import kube, logs, metrics
+from utils.background import BackgroundLoop
+from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
+from utils.leader import LeaderElector
+
+from .records import stored_kubeconfig
+
+KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
+_REPORTED_REASONS = {"Unreachable", "Timeout", "TLSError", "Unauthorized", "Forbidden", "BadKubeconfig"}
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 UTC with seconds, the annotations' time format."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ProbeResult:
+    """One probe: a reason (``Healthy`` when all is well), a short message, and what was learnt."""
+
+    reason: str
+    message: str = ""
+    version: str = ""
+    uid: str = ""
+    latency_ms: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        """True when the cluster answered everything it was asked."""
+        return self.reason == REASON_HEALTHY
+
+
+def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) -> ProbeResult:
+    """Ask /version, /readyz and the kube-system namespace (identity; proves the credentials work)."""
+    started = time.monotonic()
+    version = ""
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        version = str(client.version()["gitVersion"])
+        if client.request("GET", "/readyz", raw=True).strip() != b"ok":
+            return ProbeResult("Unhealthy", "readyz did not answer ok", version, "", elapsed())
+        namespace = client.request("GET", KUBE_SYSTEM)
+        uid = str((namespace.get("metadata") or {}).get("uid") or "")
+    except kube.KubeError as exc:
+        reason = exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy"
+        message = exc.message
+        if expiry is not None and expiry <= dt.datetime.now(dt.UTC) and reason in ("Unauthorized", "TLSError"):
+            reason, message = REASON_CREDENTIALS_EXPIRED, f"credentials expired at {expiry:%Y-%m-%dT%H:%M:%SZ}"
+        return ProbeResult(reason, message, version, "", elapsed())
+    return ProbeResult(REASON_HEALTHY, "", version, uid, elapsed())
+
+
+@dataclass
+class ProbeState:
+    """What the leader remembers of one cluster between rounds."""
+
+    uid: str  # the Secret's UID: a re-created Secret starts afresh
+    digest: str  # hash of the kubeconfig: a changed kubeconfig gets a new client and fresh counters
+    status: str
+    transition: str
+    client: kube.KubeClient | None = None
+    expiry: dt.datetime | None = None
+    failures: int = 0
+    successes: int = 0
+    next_at: float = 0.0
+    written: dict[str, str] = field(default_factory=dict)
+    written_at: float = 0.0
+    error: str = ""  # a kubeconfig that cannot be used at all
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Intervals, timeouts and thresholds of the prober (seconds)."""
+
+    interval: float = 15.0
+    timeout: float = 5.0
+    concurrency: int = 32
+    failure_threshold: int = 2
+    success_threshold: int = 1
+    max_backoff: float = 300.0
+    heartbeat: float = 60.0
+
+
+def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: float) -> None:
+    """Count a probe result; flip the status only after enough consistent results; back off the dead."""
+    if healthy:
+        state.successes, state.failures = state.successes + 1, 0
+        if state.status != STATUS_ACTIVE and state.successes >= settings.success_threshold:
+            state.status, state.transition = STATUS_ACTIVE, utc_now()
+        state.next_at = 0.0
+        return
+    state.failures, state.successes = state.failures + 1, 0
+    if state.failures >= settings.failure_threshold:
+        if state.status != STATUS_INACTIVE:
+            state.status, state.transition = STATUS_INACTIVE, utc_now()
+        backoff = settings.interval * 2 ** (state.failures - settings.failure_threshold)
+        state.next_at = now + min(backoff, settings.max_backoff)
+
+
+class ClusterProber(BackgroundLoop):
+    """Runs probe rounds while this process leads; see the module docstring."""
+
+    thread_name = "prober"
+
+    def __init__(
+        self,
+        metadata: Callable[[], kube.KubeClient],
+        namespace: str,
+        label: str,
+        elector: LeaderElector,
+        policy: KubeconfigPolicy,
+        settings: ProbeSettings,
+        on_result: Callable[[str, ProbeResult, str], None] | None = None,
+    ) -> None:
+        """Configure; nothing runs until ``start``."""
+        super().__init__()
+        self._metadata = metadata
+        self.namespace = namespace
+        self.selector = f"{label}=true"
+        self.elector = elector
+        self.policy = policy
+        self.settings = settings
+        self.on_result = on_result
+        self._states: dict[str, ProbeState] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self.rounds = 0
+        self.last_round_seconds = 0.0
+
+    def stop(self) -> None:
+        """Stop after the current round and close every client."""
+        super().stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for state in self._states.values():
+            if state.client is not None:
+                state.client.close()
+
+    def _run(self) -> None:
+        """A round every interval, with +-10% jitter so replicas' timers do not align."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            if self.elector.is_leader:
+                try:
+                    self.run_round()
+                except kube.KubeError as exc:
+                    logs.warning({"error": str(exc)}, "probe round skipped: metadata cluster not usable")
+                except Exception as exc:  # a bug must not stop probing for good
+                    logs.error({"error": f"{type(exc).__name__}: {exc}"}, "probe round failed")
+            else:
+                self._drop_states()  # a follower keeps no clients open
+            wait = self.settings.interval * random.uniform(0.9, 1.1) - (time.monotonic() - started)  # noqa: S311
+            self._stop.wait(max(wait, 0.2))
+
+    def run_round(self) -> int:
+        """Probe every cluster that is due; return how many were probed."""
+        started = time.monotonic()
+        client = self._metadata()
+        listing = client.request("GET", kube.secret_path(self.namespace), query={"labelSelector": self.selector})
+        secrets = {s["metadata"]["name"]: s for s in listing.get("items") or [] if s.get("metadata", {}).get("name")}
+        for name in list(self._states):
+            if name not in secrets:
+                self._forget(name)
+        now = time.monotonic()
+        due = []
+        for name, secret in secrets.items():
+            state = self._state_for(name, secret)
+            if state.next_at <= now:
+                due.append((name, secret, state))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
+        results = list(self._pool.map(lambda item: self._probe(item[2]), due))
+        for (name, secret, state), result in zip(due, results, strict=True):
+            self._record(name, secret, state, result)
+        self.rounds += 1
+        self.last_round_seconds = time.monotonic() - started
+        logs.debug({"clusters": len(secrets), "probed": len(due), "seconds": round(self.last_round_seconds, 3)},
+                   "probe round done")  # fmt: skip
+        return len(due)
+
+    def _state_for(self, name: str, secret: dict[str, Any]) -> ProbeState:
+        """The remembered state, rebuilt when the Secret or its kubeconfig changed."""
+        meta = secret.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        text = stored_kubeconfig(secret)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        state = self._states.get(name)
+        if state is not None and state.uid == meta.get("uid") and state.digest == digest:
+            return state
+        if state is not None:
+            self._forget(name)
+        state = ProbeState(
+            uid=str(meta.get("uid") or ""),
+            digest=digest,
+            status=annotations.get("status") or annotations.get("clusterStatus") or STATUS_ACTIVE,
+            transition=annotations.get("lastTransitionTime", ""),
+            written={k: annotations.get(k, "") for k in ("status", "reason", "message", "version")},
+        )
+        try:
+            kubeconfig = parse_kubeconfig(text)
+            self.policy.check(kubeconfig)
+            timeout = (min(2.0, self.settings.timeout), self.settings.timeout)
+            state.client = kube.KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=1)
+            state.expiry = credential_expiry(kubeconfig)
+        except (KubeconfigRejected, kube.KubeError) as exc:
+            state.error = str(exc)
+        self._states[name] = state
+        return state
+
+    def _probe(self, state: ProbeState) -> ProbeResult:
+        """One probe of one cluster (runs in the pool)."""
+        if state.client is None:
+            return ProbeResult("BadKubeconfig", state.error)
+        try:
+            result = probe_cluster(state.client, state.expiry)
+            metrics.observe_probe(result.reason, result.latency_ms / 1000)
+            return result
+        finally:
+            # Memory over CPU: 1,000 idle TLS connections would cost ~36 MiB in the leader; a fresh
+            # handshake per probe and interval costs a few milliseconds.
+            state.client.disconnect()
+
+    def _record(self, name: str, secret: dict[str, Any], state: ProbeState, result: ProbeResult) -> None:
+        """Apply thresholds and backoff; write the annotations that changed (or a heartbeat)."""
+        now = time.monotonic()
+        s = self.settings
+        advance(state, result.healthy, s, now)
+        if self.on_result is not None:
+            self.on_result(name, result, state.status)
+        annotations = {
+            "status": state.status,
+            "reason": result.reason,
+            "message": result.message,
+            "lastProbeTime": utc_now(),
+            "probeLatencyMs": str(result.latency_ms),
+        }
+        if state.transition:
+            annotations["lastTransitionTime"] = state.transition
+        if result.version:
+            annotations["version"] = result.version
+        current_uid = ((secret.get("metadata") or {}).get("annotations") or {}).get("clusterUID", "")
+        if result.uid and not current_uid:
+            annotations["clusterUID"] = result.uid  # registered before identities were recorded
+        changed = any(state.written.get(k, "") != annotations.get(k, state.written.get(k, ""))
+                      for k in ("status", "reason", "message", "version"))  # fmt: skip
+        if not changed and "clusterUID" not in annotations and now - state.written_at < s.heartbeat:
+            return
+        # The UID in the patch is a precondition: results never land on a re-created Secret.
+        patch = {"metadata": {"uid": state.uid, "annotations": annotations}}
+        try:
+            self._metadata().request("PATCH", kube.secret_path(self.namespace, name), body=patch,
+                                     content_type="application/merge-patch+json")  # fmt: skip
+        except (kube.NotFound, kube.Conflict):
+            self._forget(name)
+            return
+        except kube.KubeError as exc:
+            logs.warning({"clusterId": name, "error": str(exc)}, "probe result not written")
+            return
+        state.written = {
+            k: annotations.get(k, state.written.get(k, "")) for k in ("status", "reason", "message", "version")
+        }
+        state.written_at = now
+        if changed:
+            logs.info({"clusterId": name, "status": state.status, "reason": result.reason,
+                       "latencyMs": result.latency_ms}, "cluster health changed")  # fmt: skip
+
+    def _forget(self, name: str) -> None:
+        """Drop a cluster's state and close its client."""
+        state = self._states.pop(name, None)
+        if state is not None and state.client is not None:
+            state.client.close()
+
+    def _drop_states(self) -> None:
+        """Forget everything (used when this process is not the leader)."""
+        for name in list(self._states):
+            self._forget(name)
