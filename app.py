@@ -16,15 +16,11 @@ from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.backend import Backend
 from controllers.cluster import ClusterContext
-from controllers.cluster.prober import ClusterProber, ProbeSettings
 from controllers.cluster.registry import ClusterRegistry
 from initcontroller import Bootstrap
 from utils import kube, logs
 from utils.informer import MetadataInformer
-from utils.leader import LeaderElector
 from utils.metadata import MetadataCluster
-
-PROBER_LEASE = "krm-backend-prober"  # the Lease that elects the one process that probes clusters
 
 
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Flask:
@@ -55,38 +51,12 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         watch_seconds=settings.watch_timeout,
     )
     registry = ClusterRegistry(metadata, settings.cluster_label, informer)
-    policy = settings.kubeconfig_policy()
     clusters = ClusterContext(
         registry=registry,
-        policy=policy,
+        policy=settings.kubeconfig_policy(),
         target_timeout=(settings.target_connect_timeout, settings.target_read_timeout),
         max_kubeconfig_bytes=settings.max_kubeconfig_bytes,
     )
-    prober = None
-    if settings.probe_enabled:
-        elector = LeaderElector(
-            lambda: metadata.client,
-            settings.metadata_namespace,
-            PROBER_LEASE,
-            lease_seconds=settings.lease_duration,
-            renew_seconds=settings.lease_renew_interval,
-        )
-        prober = ClusterProber(
-            lambda: metadata.client,
-            settings.metadata_namespace,
-            settings.cluster_label,
-            elector,
-            policy,
-            ProbeSettings(
-                interval=settings.probe_interval,
-                timeout=settings.probe_timeout,
-                concurrency=settings.probe_concurrency,
-                failure_threshold=settings.probe_failure_threshold,
-                success_threshold=settings.probe_success_threshold,
-                max_backoff=settings.probe_max_backoff,
-                heartbeat=settings.probe_heartbeat,
-            ),
-        )
     boot = Bootstrap(settings, metadata)
     backend = Backend(
         settings,
@@ -94,7 +64,6 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         boot,
         clusters,
         informer,
-        prober,
         revocations=RevocationList(metadata, watch_seconds=settings.watch_timeout),
         login_limiter=LoginLimiter(settings.login_max_failures, settings.login_lockout_seconds),
     )

@@ -2,8 +2,11 @@
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 from config.settings import Settings, SettingsError
 
@@ -40,8 +43,55 @@ for _name in os.listdir(_metrics_dir):
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
+class _ProberSupervisor:
+    """Runs ``python -m controllers.prober_process`` beside the workers and restarts it if it dies.
+
+    A process of its own, not a thread in a worker: probing is CPU work that would hold a worker's GIL
+    against the requests it serves. Only the Lease holder among all replicas' probers actually probes.
+    """
+
+    def __init__(self):
+        self.process = None
+        self.stopping = threading.Event()
+
+    def start(self, server):
+        """Start the prober and a thread that restarts it (with backoff) until the master exits."""
+        threading.Thread(target=self._supervise, args=(server,), name="prober-supervisor", daemon=True).start()
+
+    def _supervise(self, server):
+        delay = 1.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            self.process = subprocess.Popen([sys.executable, "-m", "controllers.prober_process"])
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            server.log.error("prober process exited with %s; restarting in %.0f s", code, delay)
+            self.stopping.wait(delay)
+
+    def stop(self):
+        """Stop the prober (it releases its Lease) and wait for it."""
+        self.stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+_prober = _ProberSupervisor()
+
+
+def when_ready(server):
+    """The master is listening: start the prober process (unless PROBE_ENABLED=false)."""
+    if _settings.probe_enabled:
+        _prober.start(server)
+
+
 def worker_exit(server, worker):
-    """On a graceful stop, stop background work so a leading worker releases the prober Lease."""
+    """On a graceful stop, stop a worker's background work (informers)."""
     backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("krm")
     if backend is not None:
         backend.stop()
@@ -55,6 +105,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics directory this configuration created (not one the operator chose)."""
+    """Stop the prober; remove the metrics directory this configuration created (not one the operator chose)."""
+    _prober.stop()
     if _created_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

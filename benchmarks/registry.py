@@ -9,7 +9,8 @@ serves the app with gunicorn (2 workers), and measures in one run:
   work (label-selected Secret LIST with kubeconfigs; Secret GET), p50/p99 and throughput;
 - ``add`` against the bare ``GET /version`` it wraps (both on a fresh connection, as each add is);
 - a full probe round with 10% dead or hanging clusters, and ``list`` latency while it runs;
-- resident memory of each worker.
+- resident memory of each worker and of the prober process;
+- how long a Secret written by another process takes to show in ``list`` (the watch's latency).
 
 Figures go to ``benchmarks/results/registry-<date>.json``; a summary is printed.
 """
@@ -119,6 +120,14 @@ def worker_rss_mib(master_pid: int) -> dict[str, float]:
     return out
 
 
+def _cmdline(pid: str) -> str:
+    """A process's command line."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def go_secret(cluster_id: str, kubeconfig: str) -> dict:
     """A cluster Secret in the Go shape."""
     return {
@@ -219,6 +228,20 @@ def main() -> int:
             "bare_list_4_threads": throughput(bare_list, 4, 5),
             "service_get_8_threads": throughput(svc_get, 8, 5),
         }
+        # Cross-process consistency: a Secret written straight to the API (as another replica would)
+        # until a list through a new connection (either worker) shows it, 20 times.
+        propagation = []
+        for i in range(20):
+            name = f"prop-{i:02d}"
+            assert meta.request("POST", path, go_secret(name, kc1))[0] == 201
+            written = time.perf_counter()
+            while not any(item["id"] == name for item in requests.get(
+                svc.url + "/api/cluster/list", headers={"Authorization": svc.token()}, timeout=5
+            ).json()["data"]["items"]):  # fmt: skip
+                assert time.perf_counter() - written < 10, "a write was not seen within 10 s"
+            propagation.append(time.perf_counter() - written)
+            assert meta.request("DELETE", f"{path}/{name}")[0] == 200
+        result["write_visible_through_other_process"] = percentiles(propagation)
         result["rss_mib_idle"] = worker_rss_mib(svc.process.pid)  # type: ignore[union-attr]
         svc.stop()
 
@@ -239,7 +262,8 @@ def main() -> int:
         while not rounds_done():
             assert time.monotonic() < deadline, "no probe round finished"
             during += timed(svc_list, 5)
-        between = timed(svc_list, args.samples)  # the next round starts an interval after the first
+        # The next round starts an interval after the first began: 100 quick samples fit in between.
+        between = timed(svc_list, 100)
         while len(rounds_done()) < 2:
             assert time.monotonic() < deadline, "no second probe round"
             time.sleep(0.5)
@@ -256,6 +280,12 @@ def main() -> int:
             statuses[key] = statuses.get(key, 0) + 1
         result["probe"]["statuses_after"] = statuses
         result["rss_mib_probing"] = worker_rss_mib(svc.process.pid)  # type: ignore[union-attr]
+        # The prober process is a child of the master too; it is told apart by its command line.
+        result["rss_mib_prober_process"] = {
+            pid: rss for pid, rss in result["rss_mib_probing"].items() if "controllers.prober_process" in _cmdline(pid)
+        }
+        for pid in result["rss_mib_prober_process"]:
+            del result["rss_mib_probing"][pid]
     finally:
         for s in services:
             s.stop()
@@ -267,10 +297,15 @@ def main() -> int:
     result["targets"] = {
         "list_p50_le_one_fifth_of_bare": idle["service"]["p50_ms"] <= idle["bare_label_selected_list"]["p50_ms"] / 5,
         "list_during_probe_within_1_5x_idle": result["probe"]["list_during_first_round"]["p50_ms"]
-        <= 1.5 * result["probe"]["list_between_rounds"]["p50_ms"],
+        <= 1.5 * idle["service"]["p50_ms"],
         "probe_round_inside_interval": bool(rounds) and max(rounds) <= args.probe_interval,
         "rss_le_150_mib_per_worker": all(
-            v <= 150 for v in [*result["rss_mib_idle"].values(), *result["rss_mib_probing"].values()]
+            v <= 150
+            for v in [
+                *result["rss_mib_idle"].values(),
+                *result["rss_mib_probing"].values(),
+                *result["rss_mib_prober_process"].values(),
+            ]
         ),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -9,7 +9,6 @@ from controllers.auth import Credentials
 from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.cluster import ClusterContext
-from controllers.cluster.prober import ClusterProber
 from initcontroller import Bootstrap
 from utils.informer import MetadataInformer
 from utils.metadata import MetadataCluster
@@ -24,7 +23,6 @@ class Backend:
     bootstrap: Bootstrap
     clusters: ClusterContext
     informer: MetadataInformer | None = None
-    prober: ClusterProber | None = None
     # Defaults so that wiring without them (unit tests) still works: no revocations, default limits.
     revocations: RevocationList | None = None
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
@@ -35,22 +33,16 @@ class Backend:
         return self.bootstrap.credentials
 
     def start_background(self) -> None:
-        """Start the informers (registry, revocations), the leader election and the prober (after bootstrap)."""
+        """Start the informers of the registry and the revocations (after bootstrap: they need the namespace)."""
         if self.informer is not None:
             self.informer.start()
         if self.revocations is not None:
             self.revocations.start()
-        if self.prober is not None:
-            self.prober.elector.start()
-            self.prober.start()
 
     def stop(self) -> None:
-        """Stop background work; a leader releases its Lease so another process takes over at once."""
+        """Stop background work."""
         self.bootstrap.stop()
         if self.informer is not None:
             self.informer.stop()
         if self.revocations is not None:
             self.revocations.stop()
-        if self.prober is not None:
-            self.prober.stop()
-            self.prober.elector.stop()

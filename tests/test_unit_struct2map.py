@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from config.constants import ANNOTATION_KEYS, ITEM_KEYS
-from controllers.cluster.records import ClusterRecord, list_item, secret_body, stored_kubeconfig
+from controllers.cluster.records import ClusterRecord, list_item, mark_duplicates, secret_body, stored_kubeconfig
 from utils.struct2map import json_name, struct_to_map
 
 
@@ -339,3 +339,15 @@ def test_secret_body_update_keeps_existing_type() -> None:
     existing = _existing()
     existing["type"] = "example.com/cluster"
     assert secret_body(_record(), KUBECONFIG, "krm", LABEL, existing)["type"] == "example.com/cluster"
+
+
+def test_duplicates_name_each_other() -> None:
+    items = [{"id": i, "clusterUID": u, "duplicateOf": ""} for i, u in (("a", "x"), ("b", "x"), ("c", ""), ("d", "y"))]
+    assert [i["duplicateOf"] for i in mark_duplicates(items)] == ["b", "a", "", ""]
+
+
+def test_duplicates_of_a_cluster_under_many_ids_are_capped() -> None:
+    items = [{"id": f"c{n:03d}", "clusterUID": "same", "duplicateOf": ""} for n in range(300)]
+    first, last = mark_duplicates(items)[0], items[-1]
+    assert first["duplicateOf"] == "c001,c002,c003,c004,c005,+294"
+    assert last["duplicateOf"] == "c000,c001,c002,c003,c004,+294"

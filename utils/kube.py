@@ -411,10 +411,6 @@ class KubeClient:
             raise Unhealthy(f"not a Kubernetes API answer ({self.server})")
         return info
 
-    def disconnect(self) -> None:
-        """Drop idle connections but keep the client (an idle TLS connection costs ~36 KiB)."""
-        self.api.rest_client.pool_manager.clear()
-
     def close(self) -> None:
         """Release connections and remove this client's credential files."""
         try:

@@ -64,15 +64,28 @@ def list_item(name: str, annotations: dict[str, str] | None) -> dict[str, str]:
     return item
 
 
+MAX_DUPLICATES_SHOWN = 5  # one cluster under hundreds of ids must not make every item (and list) huge
+
+
 def mark_duplicates(items: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Set ``duplicateOf`` to the other ids registered for the same cluster (same kube-system UID)."""
+    """Set ``duplicateOf`` to the other ids registered for the same cluster (same kube-system UID).
+
+    At most ``MAX_DUPLICATES_SHOWN`` ids, sorted, then ``+N`` for the rest; linear in the item count.
+    """
     by_uid: dict[str, list[str]] = {}
     for item in items:
         if item["clusterUID"]:
             by_uid.setdefault(item["clusterUID"], []).append(item["id"])
+    for ids in by_uid.values():
+        ids.sort()
     for item in items:
         ids = by_uid.get(item["clusterUID"], []) if item["clusterUID"] else []
-        item["duplicateOf"] = ",".join(sorted(i for i in ids if i != item["id"]))
+        if len(ids) < 2:
+            item["duplicateOf"] = ""
+            continue
+        shown = [i for i in ids[: MAX_DUPLICATES_SHOWN + 1] if i != item["id"]][:MAX_DUPLICATES_SHOWN]
+        rest = len(ids) - 1 - len(shown)
+        item["duplicateOf"] = ",".join(shown) + (f",+{rest}" if rest else "")
     return items
 
 

@@ -1,0 +1,81 @@
+"""The prober process: ``python -m controllers.prober_process``, started and restarted by the gunicorn master.
+
+A process of its own, not a thread in a worker: probing 1,000 clusters is CPU work (TLS handshakes,
+JSON) that, inside a worker, would hold the GIL against the requests that worker serves. Every
+replica runs one; only the holder of the Lease probes (see ``controllers.cluster.prober``).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from config.settings import Settings, SettingsError
+from controllers.cluster.prober import ClusterProber, ProbeSettings
+from utils import logs
+from utils.leader import LeaderElector
+from utils.metadata import MetadataCluster
+
+PROBER_LEASE = "krm-backend-prober"  # the Lease that elects the one process that probes clusters
+
+
+def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber:
+    """The prober and its leader election, from the settings."""
+    elector = LeaderElector(
+        lambda: metadata.client,
+        settings.metadata_namespace,
+        PROBER_LEASE,
+        lease_seconds=settings.lease_duration,
+        renew_seconds=settings.lease_renew_interval,
+    )
+    return ClusterProber(
+        lambda: metadata.client,
+        settings.metadata_namespace,
+        settings.cluster_label,
+        elector,
+        settings.kubeconfig_policy(),
+        ProbeSettings(
+            interval=settings.probe_interval,
+            timeout=settings.probe_timeout,
+            concurrency=settings.probe_concurrency,
+            failure_threshold=settings.probe_failure_threshold,
+            success_threshold=settings.probe_success_threshold,
+            max_backoff=settings.probe_max_backoff,
+            heartbeat=settings.probe_heartbeat,
+        ),
+    )
+
+
+def main() -> int:
+    """The prober process: campaign for the Lease and probe while leading, until SIGTERM/SIGINT."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"krm-backend prober: invalid configuration: {exc}\n")
+        return 2
+    logs.setup_logging(settings.log_level)
+    metadata = MetadataCluster(settings)
+    prober = build_prober(settings, metadata)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # The Lease lives in the metadata namespace: until bootstrap (in the workers) has made it, the
+    # election fails and is retried every renew interval, which is all the waiting needed.
+    prober.elector.start()
+    prober.start()
+    logs.info({"identity": prober.elector.identity}, "prober process started")
+    stopping.wait()
+    prober.stop()
+    prober.elector.stop()  # releases the Lease so another replica's prober takes over at once
+    metadata.close()
+    logs.info({"identity": prober.elector.identity}, "prober process stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
