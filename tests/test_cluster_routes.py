@@ -331,3 +331,19 @@ def test_delete_refuses_a_secret_that_is_not_a_cluster(service: Service, meta: C
     body = service.api("GET", "/api/cluster/delete?id=not-a-cluster")
     assert body["status"] == 400
     assert meta.request("GET", f"{path}/not-a-cluster")[0] == 200
+
+
+def test_a_host_name_server_is_pinned_to_its_checked_address(
+    service: Service, meta: Cluster, target1: Cluster, cluster_id
+) -> None:
+    """The name is resolved once, checked, and connected to by address; TLS still verifies a name.
+
+    The API server's generated certificate names kubernetes, kubernetes.default(.svc) and 127.0.0.1
+    (not localhost), so the kubeconfig says which name to verify, as kubeconfigs behind a proxy do.
+    """
+    kubeconfig = target1.kubeconfig(server=f"https://localhost:{target1.port}")
+    kubeconfig["clusters"][0]["cluster"]["tls-server-name"] = "kubernetes"
+    text = json.dumps(kubeconfig)
+    assert add(service, cluster_id, text)["status"] == 200
+    stored = base64.b64decode(secret_of(meta, service, cluster_id)[1]["data"]["kubeconfig"]).decode()
+    assert stored == text  # what the user gave is what is stored

@@ -405,3 +405,34 @@ def test_localhost_denied_when_loopback_denied() -> None:
 )
 def test_address_allowed_default_ranges(address: str, allowed: bool) -> None:
     assert KubeconfigPolicy().address_allowed(address) is allowed
+
+
+def _named_server_kubeconfig(server: str, **cluster_extra: str) -> dict:
+    return {
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": server, **cluster_extra}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }
+
+
+def test_pin_connects_to_the_checked_address_and_verifies_the_name() -> None:
+    original = _named_server_kubeconfig("https://localhost:6443")
+    pinned = KubeconfigPolicy().pin(original)
+    cluster = pinned["clusters"][0]["cluster"]
+    assert cluster["server"] in ("https://127.0.0.1:6443", "https://[::1]:6443")
+    assert cluster["tls-server-name"] == "localhost"
+    assert original["clusters"][0]["cluster"] == {"server": "https://localhost:6443"}  # the input is untouched
+
+
+def test_pin_keeps_an_explicit_tls_server_name_and_ip_literals() -> None:
+    named = KubeconfigPolicy().pin(_named_server_kubeconfig("https://localhost:6443", **{"tls-server-name": "api"}))
+    assert named["clusters"][0]["cluster"]["tls-server-name"] == "api"
+    literal = KubeconfigPolicy().pin(_named_server_kubeconfig("https://127.0.0.1:6443"))
+    assert literal["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:6443"}
+
+
+def test_pin_refuses_what_check_refuses() -> None:
+    policy = KubeconfigPolicy.from_strings(deny=["127.0.0.0/8", "::1/128"])
+    with pytest.raises(KubeconfigRejected, match="denied range"):
+        policy.pin(_named_server_kubeconfig("https://localhost:6443"))

@@ -9,6 +9,7 @@ is used (``current-context``), rejects all of that by default; each rejection na
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import ipaddress
 import json
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from cryptography import x509
@@ -106,8 +107,33 @@ class KubeconfigPolicy:
             return True
         return not any(ip in net for net in self.denied_networks)
 
-    def check(self, kubeconfig: dict[str, Any]) -> None:
-        """Raise ``KubeconfigRejected`` naming the first field the policy does not allow."""
+    def pin(self, kubeconfig: dict[str, Any]) -> dict[str, Any]:
+        """``check``, then a copy that connects to the address that was checked.
+
+        Without this, the client would resolve the host name again when it connects, and a name that
+        resolves to an allowed address at check time and a denied one a moment later (DNS rebinding)
+        would get through. The certificate is still verified for the name (``tls-server-name``).
+        """
+        addresses = self.check(kubeconfig)
+        pinned = copy.deepcopy(kubeconfig)
+        cluster = current_entries(pinned)[0]
+        parts = urlsplit(str(cluster["server"]).strip())
+        host = parts.hostname or ""
+        if not addresses or _is_ip(host):
+            return pinned
+        address = addresses[0]
+        netloc = f"[{address}]" if ":" in address else address
+        if parts.port:
+            netloc += f":{parts.port}"
+        cluster["server"] = urlunsplit(parts._replace(netloc=netloc))
+        cluster.setdefault("tls-server-name", host)
+        return pinned
+
+    def check(self, kubeconfig: dict[str, Any]) -> list[str]:
+        """Raise ``KubeconfigRejected`` naming the first field the policy does not allow.
+
+        Returns the server's checked addresses.
+        """
         cluster, cluster_path, user, user_path = current_entries(kubeconfig)
         if cluster.get("certificate-authority"):
             raise KubeconfigRejected(f"{cluster_path}.certificate-authority: file paths are not allowed, "
@@ -129,9 +155,9 @@ class KubeconfigPolicy:
                     + (f" (command {command!r})" if isinstance(command, str) else "")
                 )
             _check_exec_env(exec_config.get("env"), f"{user_path}.exec.env")
-        self.check_server(cluster.get("server"), f"{cluster_path}.server")
+        return self.check_server(cluster.get("server"), f"{cluster_path}.server")
 
-    def check_server(self, server: Any, where: str) -> None:
+    def check_server(self, server: Any, where: str) -> list[str]:
         """The server URL must be http(s) with a host whose every address is allowed."""
         if not isinstance(server, str) or not server.strip():
             raise KubeconfigRejected(f"{where}: missing server address")
@@ -142,9 +168,11 @@ class KubeconfigPolicy:
             raise KubeconfigRejected(f"{where}: not a valid URL") from None
         if parts.scheme not in ("https", "http") or not host:
             raise KubeconfigRejected(f"{where}: must be an http(s) URL with a host")
-        for address in _resolve(host, port or (443 if parts.scheme == "https" else 80), where):
+        addresses = _resolve(host, port or (443 if parts.scheme == "https" else 80), where)
+        for address in addresses:
             if not self.address_allowed(address):
                 raise KubeconfigRejected(f"{where}: address {address} is in a denied range")
+        return addresses
 
 
 def _check_exec_env(env: Any, where: str) -> None:
@@ -191,6 +219,15 @@ def _named(kubeconfig: dict[str, Any], section: str, name: str, inner: str) -> t
                 raise KubeconfigRejected(f"{path}: must be a mapping")
             return value, path
     raise KubeconfigRejected(f"{section}: no entry named {name!r}")
+
+
+def _is_ip(host: str) -> bool:
+    """True for an IP literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _resolve(host: str, port: int, where: str) -> list[str]:

@@ -74,8 +74,7 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
         raise BadRequest(f"{bind_msg}: kubeconfig: larger than {ctx.max_kubeconfig_bytes} bytes")
     try:
         kubeconfig = parse_kubeconfig(kubeconfig_text)
-        ctx.policy.check(kubeconfig)
-        probe = inspect_target(kubeconfig, ctx.target_timeout)
+        probe = inspect_target(ctx.policy.pin(kubeconfig), ctx.target_timeout)
     except (KubeconfigRejected, kube.KubeError) as exc:
         logs.info({"clusterId": cluster_id, "method": method, "reason": str(exc)}, "cluster not reachable")
         raise BadRequest(f"{MSG_CLUSTER_INFO}: {exc}") from None

@@ -236,8 +236,10 @@ class ClusterProber(BackgroundLoop):
         # A client per probe, closed after it: memory over CPU. Kept open, 1,000 clients with their TLS
         # connections cost ~75 MiB; rebuilding one costs a few milliseconds of this process's time.
         timeout = (min(2.0, self.settings.timeout), self.settings.timeout)
-        try:
-            client = kube.KubeClient.from_kubeconfig(state.kubeconfig, timeout, pool_size=1)
+        try:  # pinned again each time: the name is re-resolved and re-checked, then not resolved again
+            client = kube.KubeClient.from_kubeconfig(self.policy.pin(state.kubeconfig), timeout, pool_size=1)
+        except KubeconfigRejected as exc:
+            result = ProbeResult("BadKubeconfig", str(exc))
         except kube.KubeError as exc:
             result = ProbeResult(exc.reason, exc.message)
         else:
