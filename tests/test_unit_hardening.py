@@ -12,7 +12,6 @@ from config.settings import Settings, SettingsError
 from controllers.auth.limiter import LoginLimiter, lockout_message
 from controllers.auth.revocation import NAME_PREFIX, _expiry, record_name, token_key
 from controllers.errors import AuthFailed
-from routers.cors import allowed_origin
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, parse_kubeconfig
 
 
@@ -134,23 +133,6 @@ def test_expiry_read_as_seconds() -> None:
 
 
 # --- CORS -------------------------------------------------------------------------------------------
-
-
-def test_cors_listed_origin_echoed() -> None:
-    assert allowed_origin("https://ui.example.com", ("https://ui.example.com",)) == "https://ui.example.com"
-
-
-def test_cors_unlisted_origin_refused() -> None:
-    assert allowed_origin("https://evil.example", ("https://ui.example.com",)) is None
-
-
-def test_cors_star_allows_any() -> None:
-    assert allowed_origin("https://any.example", ("*",)) == "*"
-
-
-def test_cors_no_origin_or_no_list() -> None:
-    assert allowed_origin(None, ("*",)) is None
-    assert allowed_origin("https://ui.example.com", ()) is None
 
 
 def test_cors_origins_setting_parsed() -> None:
