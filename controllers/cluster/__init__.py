@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,17 +41,17 @@ class ClusterContext:
     max_kubeconfig_bytes: int
 
 
-def inspect_target(kubeconfig: dict[str, Any], timeout: tuple[float, float]) -> ProbeResult:
+def inspect_target(kubeconfig: dict[str, Any], timeout: tuple[float, float], expiry: dt.datetime | None) -> ProbeResult:
     """Ask a target cluster for its version, health and identity, bounded by ``timeout`` per call.
 
     Raises ``KubeError`` only when the version cannot be had (Go's step 2); anything after that is
     recorded as the cluster's health instead of failing the registration.
     """
     with kube.KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=1) as client:
-        result = probe_cluster(client, credential_expiry(kubeconfig))
+        result = probe_cluster(client, expiry)
     if not result.version:
-        raise kube.KubeError(f"{result.message}" if result.reason != REASON_CREDENTIALS_EXPIRED
-                             else f"{result.message} ({result.reason})")  # fmt: skip
+        expired = result.reason == REASON_CREDENTIALS_EXPIRED
+        raise kube.KubeError(f"{result.message} ({result.reason})" if expired else result.message)
     return result
 
 
@@ -74,7 +75,8 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
         raise BadRequest(f"{bind_msg}: kubeconfig: larger than {ctx.max_kubeconfig_bytes} bytes")
     try:
         kubeconfig = parse_kubeconfig(kubeconfig_text)
-        probe = inspect_target(ctx.policy.pin(kubeconfig), ctx.target_timeout)
+        expiry = credential_expiry(kubeconfig)
+        probe = inspect_target(ctx.policy.pin(kubeconfig), ctx.target_timeout, expiry)
     except (KubeconfigRejected, kube.KubeError) as exc:
         logs.info({"clusterId": cluster_id, "method": method, "reason": str(exc)}, "cluster not reachable")
         raise BadRequest(f"{MSG_CLUSTER_INFO}: {exc}") from None
@@ -84,7 +86,7 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
             if registered_uid and probe.uid and registered_uid != probe.uid:
                 raise BadRequest(f"{fail_msg}: the kubeconfig points at a different cluster "
                                  f"(kube-system UID {probe.uid}, registered {registered_uid})")  # fmt: skip
-        record, body = _build(ctx, data, kubeconfig, kubeconfig_text, probe, existing)
+        record, body = _build(ctx, data, expiry, kubeconfig_text, probe, existing)
         try:
             if method == ADD:
                 ctx.registry.create(body)
@@ -117,7 +119,7 @@ def _read_for_update(ctx: ClusterContext, cluster_id: str) -> dict[str, Any]:
 def _build(
     ctx: ClusterContext,
     data: dict[str, Any],
-    kubeconfig: dict[str, Any],
+    expiry: dt.datetime | None,
     kubeconfig_text: str,
     probe: ProbeResult,
     existing: dict[str, Any] | None,
@@ -134,7 +136,6 @@ def _build(
         version=probe.version,
         status=status,
     )
-    expiry = credential_expiry(kubeconfig)
     health = ClusterHealth(
         reason=probe.reason,
         message=probe.message,

@@ -32,6 +32,8 @@ from utils.leader import LeaderElector
 from .records import stored_kubeconfig
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
+# Annotations whose change is written at once; anything else waits for the heartbeat.
+_TRACKED = ("status", "reason", "message", "version")
 _REPORTED_REASONS = {"Unreachable", "Timeout", "TLSError", "Unauthorized", "Forbidden", "BadKubeconfig"}
 
 
@@ -217,13 +219,11 @@ class ClusterProber(BackgroundLoop):
             digest=digest,
             status=annotations.get("status") or annotations.get("clusterStatus") or STATUS_ACTIVE,
             transition=annotations.get("lastTransitionTime", ""),
-            written={k: annotations.get(k, "") for k in ("status", "reason", "message", "version")},
+            written={k: annotations.get(k, "") for k in _TRACKED},
         )
-        try:
-            kubeconfig = parse_kubeconfig(text)
-            self.policy.check(kubeconfig)
-            state.kubeconfig = kubeconfig
-            state.expiry = credential_expiry(kubeconfig)
+        try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
+            state.kubeconfig = parse_kubeconfig(text)
+            state.expiry = credential_expiry(state.kubeconfig)
         except KubeconfigRejected as exc:
             state.error = str(exc)
         self._states[name] = state
@@ -269,8 +269,8 @@ class ClusterProber(BackgroundLoop):
         current_uid = ((secret.get("metadata") or {}).get("annotations") or {}).get("clusterUID", "")
         if result.uid and not current_uid:
             annotations["clusterUID"] = result.uid  # registered before identities were recorded
-        changed = any(state.written.get(k, "") != annotations.get(k, state.written.get(k, ""))
-                      for k in ("status", "reason", "message", "version"))  # fmt: skip
+        tracked = {k: annotations[k] for k in _TRACKED if k in annotations}
+        changed = any(state.written.get(k, "") != v for k, v in tracked.items())
         if not changed and "clusterUID" not in annotations and now - state.written_at < s.heartbeat:
             return
         # The UID in the patch is a precondition: results never land on a re-created Secret.
@@ -284,9 +284,7 @@ class ClusterProber(BackgroundLoop):
         except kube.KubeError as exc:
             logs.warning({"clusterId": name, "error": str(exc)}, "probe result not written")
             return
-        state.written = {
-            k: annotations.get(k, state.written.get(k, "")) for k in ("status", "reason", "message", "version")
-        }
+        state.written.update(tracked)
         state.written_at = now
         if changed:
             logs.info({"clusterId": name, "status": state.status, "reason": result.reason,
