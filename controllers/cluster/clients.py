@@ -33,7 +33,7 @@ from config.constants import (
 )
 from controllers.errors import BadRequest, from_metadata
 from controllers.schemas import valid_cluster_id
-from utils import kube, logs
+from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
 from utils.budget import Budget
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, parse_kubeconfig
@@ -235,6 +235,7 @@ class ClusterClients:
                 _, oldest = self._entries.popitem(last=False)
                 evicted.append(oldest)
             self.builds += 1
+        metrics.observe_client_build()
         for entry in evicted:
             self._retire(entry)
         logs.debug({"clusterId": cluster_id, "revision": revision}, "cluster client built")
