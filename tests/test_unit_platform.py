@@ -240,3 +240,14 @@ def test_unknown_and_missing_clusters() -> None:
     with pytest.raises(BadRequest, match=r"^集群不存在: UPPER$"), clients.use("UPPER", Budget(1)):
         pass
     assert time.monotonic() - started < 0.5
+
+
+def test_items_are_passed_through_raw() -> None:
+    from controllers.resources.generic import items_fragment
+
+    body = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"a":",\\"items\\":"}]}\n'
+    fragment = items_fragment(body)
+    assert fragment is not None
+    assert json.loads(__import__("orjson").dumps({"items": fragment})) == {"items": [{"a": ',"items":'}]}
+    assert __import__("orjson").dumps(items_fragment(b'{"metadata":{},"items":null}')) == b"[]"
+    assert items_fragment(b'{"kind":"Status"}') is None
