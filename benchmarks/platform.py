@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         session = requests.Session()
         session.headers["Authorization"] = token
         bare = BareApi(target)
+        bare_meta = BareApi(meta)
 
         def through(path: str, **params: str) -> None:
             resp = session.get(svc.url + path, params={"clusterId": "bench", **params}, timeout=30)
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             ("node/list 100", lambda: through("/api/node/list"), lambda: bare.get("/api/v1/nodes"), args.samples * 3),
             ("pod/get", lambda: through("/api/pod/get", nameSpace="bench", name="web-00042"),
              lambda: bare.get("/api/v1/namespaces/bench/pods/web-00042"), args.get_samples),
+            # Reference: the registry's own get, the same HTTP path and one Secret GET through KubeClient.
+            ("cluster/get (reference)", lambda: through("/api/cluster/get"),
+             lambda: bare_meta.get(f"/api/v1/namespaces/{svc.namespace}/secrets/bench"), args.get_samples),
         ]  # fmt: skip
         rows = {}
         for name, service_call, bare_call, n in cases:
