@@ -251,3 +251,25 @@ def test_items_are_passed_through_raw() -> None:
     assert json.loads(__import__("orjson").dumps({"items": fragment})) == {"items": [{"a": ',"items":'}]}
     assert __import__("orjson").dumps(items_fragment(b'{"metadata":{},"items":null}')) == b"[]"
     assert items_fragment(b'{"kind":"Status"}') is None
+
+
+def test_concurrent_requests_build_one_client_per_cluster() -> None:
+    import threading
+
+    registry = FakeRegistry()
+    registry.put("c", "https://127.0.0.1:1", 1)
+    clients = ClusterClients(registry, KubeconfigPolicy())  # type: ignore[arg-type]
+    seen: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def request() -> None:
+        barrier.wait()
+        with clients.use("c", Budget(5)) as client:
+            seen.append(client)
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert clients.builds == 1 and len(seen) == 8 and len({id(c) for c in seen}) == 1
