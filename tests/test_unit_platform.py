@@ -273,3 +273,11 @@ def test_concurrent_requests_build_one_client_per_cluster() -> None:
     for thread in threads:
         thread.join()
     assert clients.builds == 1 and len(seen) == 8 and len({id(c) for c in seen}) == 1
+
+
+def test_unknown_ids_leave_nothing_behind() -> None:
+    clients = ClusterClients(FakeRegistry(), KubeconfigPolicy())  # type: ignore[arg-type]
+    for i in range(50):
+        with pytest.raises(BadRequest), clients.use(f"made-up-{i}", Budget(1)):
+            pass
+    assert len(clients) == 0 and clients._build_locks == {}
