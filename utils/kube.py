@@ -723,10 +723,18 @@ class KubeClient:
                 _WATCHDOG.arm(guard)
             _local.guard = guard
             resp = self._call(method, path, query, body, accept, content_type, per_socket)
+            complete = False
             try:
                 data = resp.read()
+                complete = True
             finally:
-                resp.release_conn()
+                if guard is not None:
+                    guard.finish()  # before the connection goes back to the pool for another call
+                if complete:
+                    resp.release_conn()
+                else:
+                    resp.close()
+                    resp.release_conn()
             if raw:
                 return data
             return orjson.loads(data) if data else {}
