@@ -62,6 +62,7 @@ def test_the_proxy_answers_404_to_requests_for_its_address(proxy: HostRoutingPro
     request = urllib.request.Request(f"https://127.0.0.1:{proxy.port}{proxy.prefix}/version")
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, context=context, timeout=10)  # noqa: S310 - loopback
+    info.value.close()
     assert info.value.code == 404
 
 
