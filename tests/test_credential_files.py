@@ -7,6 +7,8 @@ directories of processes that died are removed by the next process that starts.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from controlplane.harness import Cluster
+from controlplane.harness import Cluster, make_kubeconfig
 from tests.conftest import kubeconfig_text
 from tests.service import Service, unique
 from utils import kube
@@ -94,3 +96,17 @@ def test_a_crashed_service_leaves_no_key_and_its_directories_go_at_the_next_star
         assert path.exists() and list(path.iterdir()) == []  # left behind, but with no key in it
     make_service(env={"PROBE_ENABLED": "false"})  # starts, sweeps
     assert not any(path.exists() for path in left.values())
+
+
+def test_an_exec_plugin_token_and_certificate_are_used(target1: Cluster) -> None:
+    """Credentials printed by an exec plugin (token or client certificate) authenticate the calls."""
+    cert, key = target1.client_ca.issue_client("exec-cert", ("system:masters",))
+    for status in ({"token": target1.tokens["admin"]},
+                   {"clientCertificateData": cert.decode(), "clientKeyData": key.decode()}):  # fmt: skip
+        credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}
+        encoded = base64.b64encode(json.dumps(credential).encode()).decode()
+        user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "sh",
+                         "args": ["-c", f"echo {encoded} | base64 -d"]}}  # fmt: skip
+        kubeconfig = make_kubeconfig("exec", target1.url, target1.ca_pem(), user)
+        with kube.KubeClient.from_kubeconfig(kubeconfig, (1.0, 3.0), deadline=kube.deadline_in(10)) as client:
+            assert client.request("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
