@@ -616,7 +616,8 @@ class KubeClient:
         configuration = k8s_client.Configuration()
         configuration.host = server.strip().rstrip("/")
         configuration.connection_pool_maxsize = pool_size
-        configuration.verify_ssl = not bool(cluster.get("insecure-skip-tls-verify"))
+        skip_verify = cluster.get("insecure-skip-tls-verify")
+        configuration.verify_ssl = not (skip_verify is True or str(skip_verify).lower() == "true")
         configuration.tls_server_name = cluster.get("tls-server-name") or None
         configuration.proxy = cluster.get("proxy-url") or None
         host_header = cluster.get(PINNED_HOST) or None
