@@ -43,3 +43,28 @@ MSG_TOO_LARGE = "请求体过大"
 MSG_LOGOUT_FAILED = "退出失败"
 MSG_LOGIN_LOCKED = "登录失败次数过多,请稍后再试"
 MSG_BAD_BODY = "请求体格式错误"
+
+# Composite routes (contract-platform.md §2.5, §2.6, §2.8, §2.9, §2.10).
+MSG_YAML_OK_CREATE = "创建成功"
+MSG_YAML_OK_UPDATE = "更新成功"
+MSG_YAML_BAD_METHOD = "不支持的method"
+MSG_YAML_TOO_LARGE = "yaml数据过大"
+MSG_YAML_TOO_MANY = "yaml文档过多"
+MSG_YAML_EMPTY = "yaml数据为空"
+MSG_FEATURE_OFF = "功能已关闭"
+MSG_TOPOLOGY_FAILED = "获取拓图失败"  # sic: Go's text
+MSG_COPY_OK = "复制成功"
+MSG_COPY_DONE_FAILED = "复制完成, 失败"
+MSG_COPY_FAILED = "复制失败"
+MSG_COPY_SKIPPED_SA_TOKEN = "跳过: 服务账号令牌由目标集群自己生成"
+MSG_NOT_RUN = "未执行(超时)"
+MSG_NS_DETAIL_OK = "查询ns详情成功"
+MSG_NOT_COUNTED = "未能统计"
+MSG_STATICS_FAILED = "获取集群统计信息失败"
+MSG_AUTO_SERVICE_FAILED = "自动创建Service失败"
+AUTO_SERVICE_ANNOTATION = "kubeasy.com/autoCreateService"  # sic: Go's key
+FIELD_MANAGER = "krm-backend"  # server-side apply of tools/yaml
+# Counts the prober records with each cluster's health (annotations of the cluster Secret).
+COUNT_KINDS = ("node", "pod", "namespace", "deployment", "daemonset")
+COUNT_KEYS = tuple(f"{kind}Count" for kind in COUNT_KINDS)
+COUNT_META_KEYS = ("countedAt", "countError")

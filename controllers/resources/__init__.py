@@ -1,0 +1,1 @@
+"""The platform's resource controllers: a table of kinds, generic actions, and per-kind differences."""
