@@ -16,7 +16,9 @@ from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.backend import Backend
 from controllers.cluster import ClusterContext
+from controllers.cluster.clients import ClusterClients
 from controllers.cluster.registry import ClusterRegistry
+from controllers.resources.generic import Platform
 from initcontroller import Bootstrap
 from utils import kube, logs
 from utils.informer import MetadataInformer
@@ -57,6 +59,26 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         target_timeout=(settings.target_connect_timeout, settings.target_read_timeout),
         max_kubeconfig_bytes=settings.max_kubeconfig_bytes,
     )
+    cluster_clients = ClusterClients(
+        registry,
+        clusters.policy,
+        max_clients=settings.client_cache_size,
+        idle_seconds=settings.client_idle_seconds,
+        pool_size=settings.client_pool_size,
+    )
+    app.extensions["krm.platform"] = Platform(
+        clients=cluster_clients,
+        budget_seconds=settings.route_budget,
+        budget_long_seconds=settings.route_budget_long,
+        connect_timeout=settings.route_connect_timeout,
+        delete_list_max=settings.delete_list_max,
+        delete_list_concurrency=settings.delete_list_concurrency,
+        secret_list_data=settings.secret_list_data,
+        protected_namespaces=settings.protected_namespaces,
+        metadata_namespace=settings.metadata_namespace,
+        metadata_uid=metadata.kube_system_uid,
+    )
+    app.extensions["krm.platform.max_body"] = settings.resource_max_body_bytes
     boot = Bootstrap(settings, metadata)
     backend = Backend(
         settings,
@@ -66,6 +88,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         informer,
         revocations=RevocationList(metadata, watch_seconds=settings.watch_timeout),
         login_limiter=LoginLimiter(settings.login_max_failures, settings.login_lockout_seconds),
+        cluster_clients=cluster_clients,
     )
     # Watching and probing need the namespace (and the Lease lives there): start them after bootstrap.
     boot.on_ready = lambda _credentials: backend.start_background()

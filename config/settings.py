@@ -79,6 +79,28 @@ class Settings:
     login_lockout_seconds: int = 300
     # Origins allowed to call /api from a browser (CORS); empty: no CORS headers at all.
     cors_allow_origins: tuple[str, ...] = ()
+    # Platform routes (contract-platform.md §1.8): the frontend gives up after 5 s (10 s for detail and
+    # copy, 20 s for statics); each budget ends half a second earlier so that our answer arrives first.
+    route_budget: float = 4.5
+    route_budget_long: float = 9.5
+    route_budget_statics: float = 19.5
+    # Connect timeout of each call to a registered cluster on those routes (the read gets the rest).
+    route_connect_timeout: float = 2.0
+    # Per-cluster client cache: how many clusters keep a client (LRU) and for how long an unused one
+    # stays open; each client keeps up to ``client_pool_size`` connections to its API server.
+    client_cache_size: int = 64
+    client_idle_seconds: float = 300.0
+    client_pool_size: int = 8
+    # Resource routes carry whole objects (a ConfigMap holds up to 1 MiB, JSON-escaped more).
+    resource_max_body_bytes: int = 4 * 1024 * 1024
+    delete_list_max: int = 500  # names per deletelist
+    delete_list_concurrency: int = 8  # DELETEs in flight per deletelist
+    # Namespaces namespace/delete refuses (plus the metadata namespace on the metadata cluster).
+    protected_namespaces: tuple[str, ...] = (
+        "kube-system", "kube-public", "kube-node-lease", "default", "kube-flannel",
+    )  # fmt: skip
+    # secret/list: "none" omits data/stringData from the items (the pages need neither); "full" is Go.
+    secret_list_data: str = "none"  # noqa: S105 - a mode, not a password
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +146,20 @@ class Settings:
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=0),
             login_lockout_seconds=_int(env, "LOGIN_LOCKOUT_SECONDS", 300, minimum=1),
             cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
+            route_budget=_float(env, "ROUTE_BUDGET", 4.5),
+            route_budget_long=_float(env, "ROUTE_BUDGET_LONG", 9.5),
+            route_budget_statics=_float(env, "ROUTE_BUDGET_STATICS", 19.5),
+            route_connect_timeout=_float(env, "ROUTE_CONNECT_TIMEOUT", 2.0),
+            client_cache_size=_int(env, "CLIENT_CACHE_SIZE", 64, minimum=1),
+            client_idle_seconds=_float(env, "CLIENT_IDLE_SECONDS", 300.0),
+            client_pool_size=_int(env, "CLIENT_POOL_SIZE", 8, minimum=1),
+            resource_max_body_bytes=_int(env, "RESOURCE_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+            delete_list_max=_int(env, "DELETE_LIST_MAX", 500, minimum=1),
+            delete_list_concurrency=_int(env, "DELETE_LIST_CONCURRENCY", 8, minimum=1),
+            protected_namespaces=_list(env, "PROTECTED_NAMESPACES")
+            if env.get("PROTECTED_NAMESPACES", "").strip()
+            else cls.protected_namespaces,
+            secret_list_data=env.get("SECRET_LIST_DATA", "none").strip().lower() or "none",
         )
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
@@ -144,6 +180,8 @@ class Settings:
                     ipaddress.ip_network(value)
                 except ValueError:
                     raise SettingsError(f"{name}: {value!r} is not a CIDR range") from None
+        if self.secret_list_data not in ("none", "full"):
+            raise SettingsError(f"SECRET_LIST_DATA={self.secret_list_data!r} must be none or full")
         for origin in self.cors_allow_origins:
             # A browser sends the Origin as scheme://host[:port], nothing more; "*" allows any.
             if origin != "*" and not _ORIGIN.match(origin):

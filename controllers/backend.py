@@ -9,6 +9,7 @@ from controllers.auth import Credentials
 from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.cluster import ClusterContext
+from controllers.cluster.clients import ClientSweeper, ClusterClients
 from initcontroller import Bootstrap
 from utils.informer import MetadataInformer
 from utils.metadata import MetadataCluster
@@ -26,6 +27,9 @@ class Backend:
     # Defaults so that wiring without them (unit tests) still works: no revocations, default limits.
     revocations: RevocationList | None = None
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # The platform's per-cluster clients (None in wiring without the resource routes).
+    cluster_clients: ClusterClients | None = None
+    _sweeper: ClientSweeper | None = None
 
     @property
     def credentials(self) -> Credentials | None:
@@ -38,6 +42,9 @@ class Backend:
             self.informer.start()
         if self.revocations is not None:
             self.revocations.start()
+        if self.cluster_clients is not None and self._sweeper is None:
+            self._sweeper = ClientSweeper(self.cluster_clients)
+            self._sweeper.start()
 
     def stop(self) -> None:
         """Stop background work."""
@@ -46,3 +53,7 @@ class Backend:
             self.informer.stop()
         if self.revocations is not None:
             self.revocations.stop()
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        if self.cluster_clients is not None:
+            self.cluster_clients.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.constants import MSG_METADATA_UNAVAILABLE
 from utils import kube
 
@@ -11,10 +13,11 @@ class ServiceError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        """Keep the message (already safe to show) and optionally override the status."""
+    def __init__(self, message: str, status: int | None = None, data: dict[str, Any] | None = None) -> None:
+        """Keep the message (already safe to show), optionally another status and the reply's ``data``."""
         super().__init__(message)
         self.message = message
+        self.data = data
         if status is not None:
             self.status = status
 

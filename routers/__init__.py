@@ -81,7 +81,7 @@ def _service_error(exc: ServiceError):
     """A domain error as the envelope."""
     if exc.status >= 500:
         logs.error({"path": request.path, "status": exc.status, "error": exc.message}, "request failed")
-    return envelope(exc.status, exc.message)
+    return envelope(exc.status, exc.message, exc.data)
 
 
 def _http_error(exc: HTTPException):
@@ -150,6 +150,7 @@ def register(app: Flask) -> None:
     from routers.cluster import bp as cluster_bp
     from routers.health import bp as health_bp
     from routers.openapi import bp as openapi_bp
+    from routers.resources import bp as resources_bp
 
     metrics.instrument(app)  # first, so that its timer starts before any other before-request work
     app.register_blueprint(health_bp)
@@ -157,6 +158,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(openapi_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(cluster_bp)
+    app.register_blueprint(resources_bp)
     cors.init_app(app)  # its preflight answer runs before the token check
     app.before_request(_authenticate)
     app.register_error_handler(ServiceError, _service_error)

@@ -11,6 +11,9 @@ import pytest
 from controlplane.harness import Cluster, ControlPlane
 from tests.service import Service, unique
 
+# The platform tests' fixtures (platform_cluster, platform_id, namespace) live in a module of their own.
+pytest_plugins = ["tests.platform_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from config.settings import Settings
-from utils.kube import BadKubeconfig, KubeClient
+from utils.kube import BadKubeconfig, KubeClient, KubeError
 
 
 class MetadataCluster:
@@ -22,6 +22,7 @@ class MetadataCluster:
         self.settings = settings
         self._client: KubeClient | None = None
         self._lock = threading.Lock()
+        self._kube_system_uid = ""
 
     @property
     def namespace(self) -> str:
@@ -53,6 +54,19 @@ class MetadataCluster:
         if not isinstance(kubeconfig, dict):
             raise BadKubeconfig(f"the metadata kubeconfig {path} is not a kubeconfig")
         return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=16)
+
+    def kube_system_uid(self) -> str:
+        """The UID of the metadata cluster's ``kube-system`` namespace (its identity); "" if unreadable.
+
+        Read once and kept: a cluster's identity does not change while the process runs.
+        """
+        if not self._kube_system_uid:
+            try:
+                namespace = self.client.request("GET", "/api/v1/namespaces/kube-system")
+            except KubeError:
+                return ""
+            self._kube_system_uid = str((namespace.get("metadata") or {}).get("uid") or "")
+        return self._kube_system_uid
 
     def close(self) -> None:
         """Close the client if one was built."""

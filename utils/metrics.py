@@ -53,6 +53,16 @@ PROBE_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
     registry=_LOCAL,
 )
+CLIENT_BUILDS = Counter(
+    "krm_cluster_clients_built",
+    "Clients of registered clusters built by the platform's client cache (a new TLS connection each).",
+    registry=_LOCAL,
+)
+
+
+def observe_client_build() -> None:
+    """The client cache built a client for a registered cluster."""
+    CLIENT_BUILDS.inc()
 
 
 def method_label(method: str) -> str:

@@ -57,9 +57,9 @@ class ClusterRegistry:
         self._remember(secret)
         return secret
 
-    def read(self, name: str) -> dict[str, Any]:
+    def read(self, name: str, timeout: tuple[float, float] | None = None) -> dict[str, Any]:
         """One cluster Secret, kubeconfig included; ``NotFound`` when absent or not labelled."""
-        secret = self.metadata.client.request("GET", secret_path(self.namespace, name))
+        secret = self.metadata.client.request("GET", secret_path(self.namespace, name), timeout=timeout)
         labels = (secret.get("metadata") or {}).get("labels") or {}
         if labels.get(self.label) != "true":
             raise NotFound(f'secrets "{name}" is not a registered cluster')

@@ -22,11 +22,11 @@ import yaml
 
 from config.constants import (
     FIELD_MANAGER,
-    MSG_NOT_RUN,
+    MSG_CREATE_OK,
+    MSG_NOT_RUN_TIMEOUT,
+    MSG_UPDATE_OK,
     MSG_YAML_BAD_METHOD,
     MSG_YAML_EMPTY,
-    MSG_YAML_OK_CREATE,
-    MSG_YAML_OK_UPDATE,
     MSG_YAML_TOO_LARGE,
     MSG_YAML_TOO_MANY,
 )
@@ -199,13 +199,13 @@ def run_yaml(
             _apply_one(client, obj, method, namespace, budget, discovery)
         except kube.KubeError as exc:
             failed += 1
-            reason = MSG_NOT_RUN if isinstance(exc, BudgetExceeded) else exc.message
+            reason = MSG_NOT_RUN_TIMEOUT if isinstance(exc, BudgetExceeded) else exc.message
             lines.append(f"第{index}项yaml数据{verb}失败: {reason}")
             continue
         lines.append(f"第{index}项yaml数据{verb}成功")
     if failed:
         raise BadRequest(html.escape("\n".join(lines), quote=False))
-    return MSG_YAML_OK_UPDATE if method == UPDATE else MSG_YAML_OK_CREATE
+    return MSG_UPDATE_OK if method == UPDATE else MSG_CREATE_OK
 
 
 def _decode(document: Any) -> dict[str, Any]:
