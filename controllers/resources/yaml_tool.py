@@ -77,6 +77,8 @@ def parse_documents(text: str, max_bytes: int = MAX_YAML_BYTES, max_documents: i
             if len(documents) >= max_documents:
                 raise YamlRefused(f"{MSG_YAML_TOO_MANY}: 最多 {max_documents} 个")
             documents.append(loader.get_data())
+    except YamlRefused:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -267,7 +269,8 @@ def _apply_one(
             raise
         # Server-side apply: this service owns the fields it sent, forced over other managers, so
         # the result is what the user pasted (kubectl apply --server-side --force-conflicts).
-        client.request("PATCH", resource.path(ns, name), body=orjson.dumps(obj).decode(),
+        # The client JSON-encodes the body for this content type too; JSON is valid YAML.
+        client.request("PATCH", resource.path(ns, name), body=obj,
                        query={"fieldManager": FIELD_MANAGER, "force": "true"},
                        content_type="application/apply-patch+yaml", timeout=timeout())  # fmt: skip
 
