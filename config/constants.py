@@ -12,7 +12,10 @@ STATUS_INACTIVE = "InActive"
 HEALTH_KEYS = ("reason", "message", "lastProbeTime", "lastTransitionTime", "probeLatencyMs",
                "clusterUID", "credentialExpiry")  # fmt: skip
 # Every key of a list item, in order: Go's six, the two mirrors some frontends read, health, duplicates.
-ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, "duplicateOf")
+# The prober's counts (cluster/statics, the 集群规模 column): nodeCount ... daemonsetCount, countedAt, countError.
+COUNT_ITEM_KEYS = ("nodeCount", "podCount", "namespaceCount", "deploymentCount", "daemonsetCount",
+                   "countedAt", "countError")  # fmt: skip
+ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, *COUNT_ITEM_KEYS, "duplicateOf")
 REASON_HEALTHY = "Healthy"
 REASON_CREDENTIALS_EXPIRED = "CredentialsExpired"
 

@@ -101,6 +101,8 @@ class Settings:
     )  # fmt: skip
     # secret/list: "none" omits data/stringData from the items (the pages need neither); "full" is Go.
     secret_list_data: str = "none"  # noqa: S105 - a mode, not a password
+    # tools/yaml creates anything the stored kubeconfig may create: an operator can turn it off (403).
+    enable_tools_yaml: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +162,7 @@ class Settings:
             if env.get("PROTECTED_NAMESPACES", "").strip()
             else cls.protected_namespaces,
             secret_list_data=env.get("SECRET_LIST_DATA", "none").strip().lower() or "none",
+            enable_tools_yaml=not env.get("ENABLE_TOOLS_YAML") or _bool(env, "ENABLE_TOOLS_YAML"),
         )
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.constants import (
+    COUNT_KEYS,
     REASON_CREDENTIALS_EXPIRED,
     REASON_HEALTHY,
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
+from controllers.resources.statistics import count_annotations
 from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
@@ -33,7 +35,8 @@ from .records import stored_kubeconfig
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
 # Annotations whose change is written at once; anything else waits for the heartbeat.
-_TRACKED = ("status", "reason", "message", "version")
+# Counts (cluster/statics) are tracked too: written when they change, or with the heartbeat.
+_TRACKED = ("status", "reason", "message", "version", *COUNT_KEYS, "countError")
 _REPORTED_REASONS = {"Unreachable", "Timeout", "TLSError", "Unauthorized", "Forbidden", "BadKubeconfig"}
 
 
@@ -51,6 +54,7 @@ class ProbeResult:
     version: str = ""
     uid: str = ""
     latency_ms: int = 0
+    counts: dict[str, str] = field(default_factory=dict)  # annotations of statistics.count_annotations
 
     @property
     def healthy(self) -> bool:
@@ -245,6 +249,9 @@ class ClusterProber(BackgroundLoop):
         else:
             with client:
                 result = probe_cluster(client, state.expiry)
+                # One count per cluster per round, on the same client; failures stay in countError.
+                result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
+                                 else {"countError": result.reason})  # fmt: skip
         metrics.observe_probe(result.reason, result.latency_ms / 1000)
         return result
 
@@ -266,6 +273,7 @@ class ClusterProber(BackgroundLoop):
             annotations["lastTransitionTime"] = state.transition
         if result.version:
             annotations["version"] = result.version
+        annotations.update(result.counts)
         current_uid = ((secret.get("metadata") or {}).get("annotations") or {}).get("clusterUID", "")
         if result.uid and not current_uid:
             annotations["clusterUID"] = result.uid  # registered before identities were recorded

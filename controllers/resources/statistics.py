@@ -165,3 +165,19 @@ def statics(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "data": data,
         })  # fmt: skip
     return entries
+
+
+def count_annotations(client: kube.KubeClient, timeout: Any, now: str) -> dict[str, str]:
+    """The counts as the prober records them: ``<kind>Count``, ``countedAt`` and ``countError`` ("" when ok).
+
+    A failure is recorded as ``countError`` only: the last good counts stay for cluster/detail's
+    fallback, while the home page counts such a cluster 0. Never raises: one cluster's count must
+    not disturb its health record or the round.
+    """
+    try:
+        counts = count_cluster(client, timeout)
+    except kube.KubeError as exc:
+        return {"countError": exc.reason}
+    except Exception as exc:  # a bug here must cost this cluster's counts, not the probe
+        return {"countError": type(exc).__name__}
+    return {**{f"{kind}Count": str(value) for kind, value in counts.items()}, "countedAt": now, "countError": ""}
