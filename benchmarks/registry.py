@@ -319,6 +319,17 @@ def main() -> int:
         }
         for pid in result["rss_mib_prober_process"]:
             del result["rss_mib_probing"][pid]
+        svc.stop()
+
+        # The same rounds without counting (PROBE_COUNT=false), to state what counting adds per round.
+        print("probing without counting ...", flush=True)
+        svc = Service(meta, root, namespace=namespace, env={**env, "PROBE_COUNT": "false"}, workers=2).start()
+        services.append(svc)
+        deadline = time.monotonic() + 3 * args.probe_interval + 60
+        while len(rounds_done()) < 2:
+            assert time.monotonic() < deadline, "no second probe round without counting"
+            time.sleep(0.5)
+        result["probe"]["round_seconds_without_counting"] = rounds_done()
     finally:
         for s in services:
             s.stop()

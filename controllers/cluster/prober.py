@@ -114,6 +114,7 @@ class ProbeSettings:
     success_threshold: int = 1
     max_backoff: float = 300.0
     heartbeat: float = 60.0
+    count: bool = True  # also count nodes, pods, namespaces, deployments, daemonsets (cluster/statics)
 
 
 def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: float) -> None:
@@ -250,8 +251,9 @@ class ClusterProber(BackgroundLoop):
             with client:
                 result = probe_cluster(client, state.expiry)
                 # One count per cluster per round, on the same client; failures stay in countError.
-                result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
-                                 else {"countError": result.reason})  # fmt: skip
+                if self.settings.count:
+                    result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
+                                     else {"countError": result.reason})  # fmt: skip
         metrics.observe_probe(result.reason, result.latency_ms / 1000)
         return result
 
