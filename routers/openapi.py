@@ -27,7 +27,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
 
 from config import constants as c
+from controllers.resources import kinds as k
+from controllers.resources import schemas as rs
+from controllers.resources.kinds import KINDS, Kind
 from controllers.schemas import ID_ALIASES, USERNAME_ALIASES, cluster_schema, login_schema
+from routers.resources import endpoint as resource_endpoint
+from routers.resources import methods as resource_methods
 
 bp = Blueprint("openapi", __name__)
 
@@ -41,6 +46,14 @@ TAGS = (
     ("auth", "Login and logout (no token needed)."),
     ("cluster", "The cluster registry."),
     ("operations", "Probes, metrics and this description (no token, no envelope)."),
+    *(
+        (
+            kind.prefix,
+            f"{kind.kind} ({kind.api_version}), by `clusterId`"
+            + (f"; also under /api/{', /api/'.join(kind.aliases)}" if kind.aliases else ""),
+        )
+        for kind in KINDS
+    ),
 )
 
 ENVELOPE_TEXT = (
@@ -55,6 +68,11 @@ DESCRIPTION = f"""A wire-compatible Python port of the Go krm-backend: a registr
 
 Authentication: `POST /api/auth/login` returns `data.token`; send it as `Authorization: <token>` (raw, as the
 Vue frontend does; `Bearer <token>` works too). Only login and logout need no token.
+
+Resources: `/api/<kind>/<action>` (namespace, node, pod, deployment, statefulset, daemonset, cronjob, replicaset,
+service, ingress, ingressclass, configmap, secret, persistentvolume or `pv`, persistentvolumeclaim or `pvc`,
+storageclass) act on the registered cluster `clusterId`; every route also accepts POST with a JSON body
+whose keys bind case-insensitively, as in Go.
 
 Cluster ids: wherever a route takes `id`, the aliases `clusterId`, `clusterid` and `cluster_id` work too.
 Unknown query parameters (the frontend's `timeStamp=<ms>`) and unknown body keys are ignored."""
@@ -74,6 +92,7 @@ class Operation:
     body_optional: bool = False  # delete: the id may come from the query instead
     form_body: bool = False  # also accepts an HTML form (delete)
     query_id: bool = False  # takes the cluster id (and its aliases) from the query
+    query: tuple[dict[str, Any], ...] = ()  # other query parameters (OpenAPI parameter objects)
     data: str | None = None  # component schema of the envelope's data; None: a non-API answer
     ok_message: str = ""
     ok_data: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +266,105 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+# The resource routes (contract-platform.md §2.1-2.7): one operation per (route, method), from the kind table.
+RESOURCE_BODIES = {
+    "ResourceList": rs.list_request,
+    "ResourceGet": rs.get_request,
+    "ResourceWrite": rs.write_request,
+    "ResourceDelete": rs.delete_request,
+    "ResourceDeleteList": rs.delete_list_request,
+    "ResourceName": rs.name_request,
+}
+_ACTION_BODY = {k.LIST: "ResourceList", k.GET: "ResourceGet", k.ADD: "ResourceWrite", k.UPDATE: "ResourceWrite",
+                k.DELETE: "ResourceDelete", k.DELETELIST: "ResourceDeleteList", k.RESTART: "ResourceName"}  # fmt: skip
+_ACTION_TEXT = {
+    k.LIST: (
+        "List",
+        "In the server's order; an empty `nameSpace` lists all namespaces. A failure answers `data.items = []`.",
+    ),
+    k.GET: (
+        "Get",
+        "The server's object; `method=Copy` answers a copy without identity, status and allocated "
+        "addresses, ready for add.",
+    ),
+    k.ADD: (
+        "Add",
+        "Creates the item: apiVersion/kind set by the route, only the kind's own keys kept, server "
+        "fields dropped; namespace `nameSpace`, else the item's, else `default`.",
+    ),
+    k.UPDATE: ("Update", "An unconditional PUT of the cleaned item (resourceVersion dropped): last write wins."),
+    k.DELETE: ("Delete", "DELETE with propagationPolicy=Background; a zero grace period only with `forceDelete`."),
+    k.DELETELIST: ("Delete several", "Up to 500 names, 8 at a time; failures are reported in `data.failed`."),
+    k.RESTART: ("Restart", "A merge PATCH of the pod template's `kubeeasy.com/restart` annotation (local time)."),
+}
+_EXAMPLES = {"clusterId": "{{clusterId}}", "nameSpace": "default", "name": "web", "method": "", "labelSelector": "",
+             "fieldSelector": "", "forceDelete": "false"}  # fmt: skip
+
+
+def _query_parameters(schema_name: str) -> tuple[dict[str, Any], ...]:
+    """The query parameters of a GET route: the scalar fields of its body schema."""
+    params = []
+    for name, fld in RESOURCE_BODIES[schema_name].fields.items():
+        key = fld.data_key or name
+        if key in ("item", "deleteList", "autoCreateService"):
+            continue
+        description = fld.metadata.get("description", "")
+        if key == "forceDelete":
+            description = "`true`, `false`, `1` or `0` (also `ForceDelete`, `force`)"
+        params.append({"name": key, "in": "query", "required": key == "clusterId",
+                       "schema": {"type": "string"}, "description": description,
+                       "example": _EXAMPLES.get(key, "")})  # fmt: skip
+    return tuple(params)
+
+
+def _resource_operation(kind: Kind, prefix: str, action: str, method: str) -> Operation:
+    """The description of one method of one resource route."""
+    body = _ACTION_BODY[action]
+    ok_message = {k.LIST: c.MSG_QUERY_OK, k.GET: c.MSG_DETAIL_OK, k.ADD: c.MSG_CREATE_OK,
+                  k.UPDATE: kind.update_message, k.DELETE: c.MSG_DELETE_OK, k.DELETELIST: c.MSG_DELETE_OK,
+                  k.RESTART: c.MSG_RESTART_OK}[action]  # fmt: skip
+    failure = {k.LIST: c.MSG_QUERY_FAILED, k.GET: c.MSG_QUERY_FAILED, k.ADD: c.MSG_CREATE_FAILED,
+               k.UPDATE: c.MSG_RESOURCE_UPDATE_FAILED, k.DELETE: c.MSG_RESOURCE_DELETE_FAILED,
+               k.DELETELIST: c.MSG_RESOURCE_DELETE_FAILED, k.RESTART: c.MSG_RESTART_FAILED}[action]  # fmt: skip
+    summary, text = _ACTION_TEXT[action]
+    if prefix == "namespace":
+        body = "ResourceName" if action in (k.ADD, k.DELETE) else body
+        ok_message = {k.LIST: c.MSG_NS_LIST_OK, k.GET: c.MSG_NS_GET_OK, k.ADD: "创建ns: <name>成功",
+                      k.UPDATE: "更新ns: <name>成功", k.DELETE: "删除ns: <name>成功"}[action]  # fmt: skip
+        if action == k.UPDATE:
+            text = "Reads the namespace fresh, replaces its labels and annotations with the item's, PUTs (one retry)."
+        if action == k.DELETE:
+            text = "Refuses `PROTECTED_NAMESPACES` and the registry's namespace on the metadata cluster."
+    if prefix == "node" and action == k.UPDATE:
+        text = "Reads the Node fresh and applies only `metadata.labels`, `spec.taints` and `spec.unschedulable`."
+    alias = f" (alias of /api/{kind.prefix}/{action})" if prefix != kind.prefix else ""
+    data = {k.LIST: "ResourceListData", k.GET: "ResourceGetData"}.get(action, "Empty")
+    examples: dict[str, dict[str, Any]] = {k.LIST: {"items": []}, k.GET: {"item": {}}}
+    ok_data = examples.get(action, {})
+    get = method == "GET"
+    return Operation(
+        summary=f"{summary} {kind.kind} ({method})" + (" (alias)" if alias else ""),
+        tag=kind.prefix,
+        operation_id=f"{action}{prefix.capitalize()}{method.capitalize()}",
+        description=text + alias + (" The same fields as the POST body, in the query." if get else ""),
+        body=None if get else body,
+        body_example=None if get else {"clusterId": "prod-bj-1", "nameSpace": "default", "name": "web"},
+        query=_query_parameters(body) if get else (),
+        data=data,
+        ok_message=ok_message,
+        ok_data=ok_data,
+        failure=(400, f'{failure}: deployments.apps "web" not found'),
+    )
+
+
+for _kind in KINDS:
+    for _prefix in _kind.prefixes:
+        for _action in _kind.actions:
+            for _method in resource_methods(_kind, _action):
+                _endpoint = f"resources.{resource_endpoint(_prefix, _action)}"
+                OPERATIONS[(_endpoint, _method)] = _resource_operation(_kind, _prefix, _action, _method)
+
+
 class RoutesDisagree(ValueError):
     """The app's routes and ``OPERATIONS`` differ; the message lists every difference."""
 
@@ -336,6 +454,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         out["description"] = op.description
     if op.public:
         out["security"] = []
+    if op.query:
+        out["parameters"] = [copy.deepcopy(param) for param in op.query]
     if op.query_id:
         out["parameters"] = [
             {
@@ -382,6 +502,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
     spec.components.schema("Cluster", schema=cluster_schema)
     spec.components.schema("Login", schema=login_schema)
     spec.components.schema("ClusterId", _id_schema())
+    for name, schema in RESOURCE_BODIES.items():
+        spec.components.schema(name, schema=schema)
+    spec.components.schema("ResourceListData", {"type": "object", "properties": {
+        "items": {"type": "array", "items": {"type": "object", "description": "an API server object"}}}})  # fmt: skip
+    spec.components.schema("ResourceGetData", {"type": "object", "properties": {
+        "item": {"type": "object", "description": "the API server's object"}}})  # fmt: skip
     spec.components.schema("Envelope", {
         "type": "object", "description": ENVELOPE_TEXT, "required": ["status", "message", "data"],
         "properties": {
@@ -451,10 +577,11 @@ def _postman_request(path: str, method: str, operation: dict[str, Any]) -> dict[
     query = []
     for param in operation.get("parameters", []):
         if param["in"] == "query":
-            entry = {"key": param["name"], "value": "{{clusterId}}", "description": param.get("description", "")}
+            value = param.get("example", "{{clusterId}}")
+            entry = {"key": param["name"], "value": value, "description": param.get("description", "")}
             # One id is sent: in the body when the request has one, else as `id`; the aliases (the Vue copies
             # send clusterId) are there to switch on.
-            if param["name"] != "id" or body is not None:
+            if (param["name"] != "id" and "example" not in param) or body is not None:
                 entry["disabled"] = True
             query.append(entry)
     enabled = "&".join(f"{q['key']}={q['value']}" for q in query if not q.get("disabled"))
@@ -473,6 +600,8 @@ def _postman_request(path: str, method: str, operation: dict[str, Any]) -> dict[
         example = dict(body.get("example") or {})
         if "id" in example:
             example["id"] = "{{clusterId}}"  # one variable drives add, get, update and delete
+        if "clusterId" in example:
+            example["clusterId"] = "{{clusterId}}"  # the resource routes act on that cluster
         if operation["operationId"] == "login":
             example = {"username": "{{username}}", "password": "{{password}}"}
         raw = json.dumps(example, indent=2, ensure_ascii=False)

@@ -100,7 +100,7 @@ def _list(kind: Kind) -> ResponseReturnValue:
     p = platform()
     if kind.prefix == "namespace":
         return ok(MSG_NS_LIST_OK, {"items": namespaces.list_namespaces(p, kind, f["cluster_id"])})
-    lister = secrets.list_secrets if kind.kind == "Secret" else generic.list_objects
+    lister = secrets.list_secrets if kind.kind == "Secret" else generic.list_raw
     items = lister(p, kind, f["cluster_id"], f["namespace"], f["label_selector"], f["field_selector"])
     return ok(MSG_QUERY_OK, {"items": items})
 

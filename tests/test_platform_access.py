@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
+import socket
+import threading
 import time
 
 from controlplane.harness import Blackhole, Cluster
@@ -155,5 +158,13 @@ def test_a_hanging_cluster_answers_within_the_budget(service: Service, meta: Clu
         else:
             raise AssertionError(body)
         assert body == {"status": 400, "message": f"请求集群超时: {cluster_id}", "data": {}}
+        service.api("GET", "/api/cluster/delete", params={"id": cluster_id})  # no new connections to the hole
     finally:
+        # shutdown() wakes the accept thread (close() alone leaves it blocked, still accepting); then close
+        # whatever it accepted last (an unclosed socket is a ResourceWarning, an error in this suite).
+        with contextlib.suppress(OSError):
+            hole.sock.shutdown(socket.SHUT_RDWR)
         hole.close()
+        wait_for(lambda: not [t for t in threading.enumerate() if t.name == "blackhole"], what="blackhole stopped")
+        for conn in hole.accepted:
+            conn.close()

@@ -206,6 +206,11 @@ def test_a_foreign_kind_in_the_item_is_overwritten(
     assert body["status"] == 200, body
     status, stored = api_request(platform_cluster, "GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
     assert status == 200 and stored["data"] == {"a": "1"}
+    # Every write is audited: who, where, what; never the data.
+    audit = [json.loads(line) for line in service.log().splitlines() if '"audit":true' in line and name in line]
+    assert [(a["action"], a["kind"], a["namespace"], a["user"]) for a in audit] == [
+        ("add", "ConfigMap", namespace, "admin")
+    ]
 
 
 def test_a_selector_the_api_server_refuses_is_a_400_with_empty_items(service: Service, platform_id: str) -> None:

@@ -240,3 +240,44 @@ def test_unknown_and_missing_clusters() -> None:
     with pytest.raises(BadRequest, match=r"^集群不存在: UPPER$"), clients.use("UPPER", Budget(1)):
         pass
     assert time.monotonic() - started < 0.5
+
+
+def test_items_are_passed_through_raw() -> None:
+    from controllers.resources.generic import items_fragment
+
+    body = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"a":",\\"items\\":"}]}\n'
+    fragment = items_fragment(body)
+    assert fragment is not None
+    assert json.loads(__import__("orjson").dumps({"items": fragment})) == {"items": [{"a": ',"items":'}]}
+    assert __import__("orjson").dumps(items_fragment(b'{"metadata":{},"items":null}')) == b"[]"
+    assert items_fragment(b'{"kind":"Status"}') is None
+
+
+def test_concurrent_requests_build_one_client_per_cluster() -> None:
+    import threading
+
+    registry = FakeRegistry()
+    registry.put("c", "https://127.0.0.1:1", 1)
+    clients = ClusterClients(registry, KubeconfigPolicy())  # type: ignore[arg-type]
+    seen: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def request() -> None:
+        barrier.wait()
+        with clients.use("c", Budget(5)) as client:
+            seen.append(client)
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert clients.builds == 1 and len(seen) == 8 and len({id(c) for c in seen}) == 1
+
+
+def test_unknown_ids_leave_nothing_behind() -> None:
+    clients = ClusterClients(FakeRegistry(), KubeconfigPolicy())  # type: ignore[arg-type]
+    for i in range(50):
+        with pytest.raises(BadRequest), clients.use(f"made-up-{i}", Budget(1)):
+            pass
+    assert len(clients) == 0 and clients._build_locks == {}

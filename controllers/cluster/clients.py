@@ -201,6 +201,10 @@ class ClusterClients:
             return self._refresh(cluster_id, budget)
         finally:
             build_lock.release()
+            with self._lock:
+                # Unknown ids (a flood of made-up ones) must not leave a lock each behind.
+                if cluster_id not in self._entries and not build_lock.locked():
+                    self._build_locks.pop(cluster_id, None)
 
     def _refresh(self, cluster_id: str, budget: Budget) -> _Entry:
         """Read the cluster Secret; reuse the client if its kubeconfig is unchanged, else build one."""

@@ -10,19 +10,16 @@ from controllers.errors import BadRequest
 from utils import kube
 
 from .cleaning import bad_request, check_segment
-from .generic import Platform, audit, session
+from .generic import Platform, audit, list_raw, session
 from .kinds import Kind
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 KUBE_SYSTEM = "kube-system"
 
 
-def list_namespaces(platform: Platform, kind: Kind, cluster_id: str) -> list[dict[str, Any]]:
-    """Every namespace, in the server's order."""
-    with session(platform, cluster_id, MSG_QUERY_FAILED, {"items": []}) as call:
-        listing = call("GET", kind.path())
-    items = listing.get("items") if isinstance(listing, dict) else None
-    return items if isinstance(items, list) else []
+def list_namespaces(platform: Platform, kind: Kind, cluster_id: str) -> Any:
+    """Every namespace, in the server's order (raw JSON, as ``generic.list_raw``)."""
+    return list_raw(platform, kind, cluster_id)
 
 
 def get_namespace(platform: Platform, kind: Kind, cluster_id: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,174 @@
+"""Benchmark: the platform's resource routes against the bare API calls they wrap, in the same run.
+
+Run: ``.venv/bin/python -m benchmarks.platform`` (``--pods 5000`` by default; a few minutes on two
+cores). It starts its own etcd and two API servers (meta + one target), creates on the target
+``--pods`` Pods in one namespace (plus a tenth of that spread over 10 more), 500 Deployments and 100
+Nodes directly through the API, serves the app with gunicorn (2 workers, prober off so that it does
+not compete for the two cores), registers the target and measures, p50/p99:
+
+- ``pod/list`` of one namespace and of all namespaces vs the bare LIST;
+- ``deployment/list`` (500) and ``node/list`` (100) vs the bare LIST;
+- ``pod/get`` vs the bare GET on a kept-alive connection (the service reuses its client);
+- the RSS of each worker after the big lists.
+
+Both sides parse the JSON they receive (the bare side with orjson), so the ratio is the service's own
+overhead: HTTP in, client lookup, the call, orjson out, the envelope. Figures go to
+``benchmarks/results/platform-<date>.json``; a summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import requests
+
+from benchmarks.registry import RESULTS, BareApi, percentiles, timed, worker_rss_mib
+from controlplane.harness import Cluster, ControlPlane
+from tests.service import Service
+
+
+def create_all(cluster: Cluster, bodies: list[tuple[str, dict]], threads: int = 8) -> None:
+    """POST every (path, body) through the admin identity, ``threads`` at a time."""
+
+    def one(item: tuple[str, dict]) -> None:
+        status, body = cluster.request("POST", item[0], item[1])
+        assert status == 201, body
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, bodies))
+
+
+def pod(name: str, namespace: str, node: str) -> dict:
+    """A Pod bound by hand to a (simulated) node, so that it looks scheduled."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
+            "labels": {"app": name.rsplit("-", 1)[0], "bench": "yes"}},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.example/app:1",
+                     "ports": [{"containerPort": 8080}], "resources": {"requests": {"cpu": "10m"}}}]}}  # fmt: skip
+
+
+def deployment(name: str) -> dict:
+    """A Deployment."""
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}}}  # fmt: skip
+
+
+def node(name: str) -> dict:
+    """A Node object."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {
+        "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "zone-a"}}}  # fmt: skip
+
+
+def namespace(name: str) -> tuple[str, dict]:
+    """A Namespace create."""
+    return "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the results."""
+    parser = argparse.ArgumentParser(description="platform benchmark (see module docstring)")
+    parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=30, help="samples of each big list")
+    parser.add_argument("--get-samples", type=int, default=300)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="krm-bench-platform-"))
+    plane = ControlPlane(root / "controlplane")
+    results: dict = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+        "pods": args.pods,
+    }
+    svc = None
+    try:
+        plane.start_etcd()
+        meta = plane.add_cluster("meta")
+        target = plane.add_cluster("target")
+        started = time.monotonic()
+        create_all(target, [namespace("bench"), *[namespace(f"other-{i}") for i in range(10)]])
+        create_all(target, [("/api/v1/nodes", node(f"node-{i:03d}")) for i in range(100)])
+        pods = [("/api/v1/namespaces/bench/pods", pod(f"web-{i:05d}", "bench", f"node-{i % 100:03d}"))
+                for i in range(args.pods)]  # fmt: skip
+        pods += [(f"/api/v1/namespaces/other-{i % 10}/pods", pod(f"api-{i:05d}", f"other-{i % 10}", "node-000"))
+                 for i in range(args.pods // 10)]  # fmt: skip
+        create_all(target, pods)
+        create_all(target, [("/apis/apps/v1/namespaces/bench/deployments", deployment(f"dep-{i:03d}"))
+                            for i in range(500)])  # fmt: skip
+        results["setup_seconds"] = round(time.monotonic() - started, 1)
+        print(f"created {len(pods)} pods, 500 deployments, 100 nodes in {results['setup_seconds']} s", flush=True)
+
+        svc = Service(meta, root, workers=2, env={"PROBE_ENABLED": "false"})
+        svc.start()
+        token = svc.token()
+        kubeconfig = json.dumps(target.kubeconfig())
+        body = svc.api("POST", "/api/cluster/add", json={"id": "bench", "kubeconfig": kubeconfig})
+        assert body["status"] == 200, body
+        session = requests.Session()
+        session.headers["Authorization"] = token
+        bare = BareApi(target)
+        bare_meta = BareApi(meta)
+
+        def through(path: str, **params: str) -> None:
+            resp = session.get(svc.url + path, params={"clusterId": "bench", **params}, timeout=30)
+            answer = orjson.loads(resp.content)
+            assert answer["status"] == 200, answer["message"]
+
+        cases = [
+            ("pod/list one namespace", lambda: through("/api/pod/list", nameSpace="bench"),
+             lambda: bare.get("/api/v1/namespaces/bench/pods"), args.samples),
+            ("pod/list all namespaces", lambda: through("/api/pod/list"), lambda: bare.get("/api/v1/pods"),
+             args.samples),
+            ("deployment/list 500", lambda: through("/api/deployment/list", nameSpace="bench"),
+             lambda: bare.get("/apis/apps/v1/namespaces/bench/deployments"), args.samples * 3),
+            ("node/list 100", lambda: through("/api/node/list"), lambda: bare.get("/api/v1/nodes"), args.samples * 3),
+            ("pod/get", lambda: through("/api/pod/get", nameSpace="bench", name="web-00042"),
+             lambda: bare.get("/api/v1/namespaces/bench/pods/web-00042"), args.get_samples),
+            # Reference: the registry's own get, the same HTTP path and one Secret GET through KubeClient.
+            ("cluster/get (reference)", lambda: through("/api/cluster/get"),
+             lambda: bare_meta.get(f"/api/v1/namespaces/{svc.namespace}/secrets/bench"), args.get_samples),
+        ]  # fmt: skip
+        rows = {}
+        for name, service_call, bare_call, n in cases:
+            for _ in range(4):  # warm both workers' clients and connections
+                service_call()
+                bare_call()
+            # Interleaved halves, so that drift of the shared machine hits both sides alike.
+            service_samples, bare_samples = [], []
+            for _ in range(2):
+                service_samples += timed(service_call, n // 2)
+                bare_samples += timed(bare_call, n // 2)
+            s, b = percentiles(service_samples), percentiles(bare_samples)
+            rows[name] = {"service": s, "bare": b, "ratio_p50": round(s["p50_ms"] / b["p50_ms"], 2),
+                          "overhead_p50_ms": round(s["p50_ms"] - b["p50_ms"], 2)}  # fmt: skip
+            print(f"{name:26s} service p50 {s['p50_ms']:8.1f} p99 {s['p99_ms']:8.1f} ms | bare p50 "
+                  f"{b['p50_ms']:8.1f} p99 {b['p99_ms']:8.1f} ms | x{rows[name]['ratio_p50']}", flush=True)  # fmt: skip
+        results["routes"] = rows
+        assert svc.process is not None
+        results["worker_rss_mib_after_lists"] = worker_rss_mib(svc.process.pid)
+        print(f"worker RSS after the lists: {results['worker_rss_mib_after_lists']} MiB", flush=True)
+        metrics = session.get(svc.url + "/metrics", timeout=10).text
+        built = [line for line in metrics.splitlines() if line.startswith("krm_cluster_clients_built_total")]
+        results["clients_built"] = built[0].split()[-1] if built else "?"
+    finally:
+        if svc is not None:
+            svc.stop()
+        plane.stop()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"platform-{dt.date.today().isoformat()}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {out.relative_to(RESULTS.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
