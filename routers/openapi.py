@@ -57,6 +57,8 @@ Authentication: `POST /api/auth/login` returns `data.token`; send it as `Authori
 Vue frontend does; `Bearer <token>` works too). Only login and logout need no token.
 
 Cluster ids: wherever a route takes `id`, the aliases `clusterId`, `clusterid` and `cluster_id` work too.
+JSON body keys bind as Go binds them, in any letter case (`UserName`, `PassWord`, `kubeConfig`,
+`displayname`, `ID`, `clusterID`); two spellings of one field with different values are refused.
 Unknown query parameters (the frontend's `timeStamp=<ms>`) and unknown body keys are ignored."""
 
 
@@ -129,7 +131,10 @@ def _logout(method: str) -> Operation:
         summary=f"Log out ({method})",
         tag="auth",
         operation_id="logout" if method == "GET" else "logoutPost",
-        description="The client drops its token. Go answers GET only; POST is this port's addition.",
+        description="Revokes the presented token for every worker and replica until its own expiry (Go "
+        "revokes nothing: there the client only drops it). No token, or a dead one, still answers success; "
+        f"when the revocation cannot be recorded (metadata cluster down) the answer is 503 `{c.MSG_LOGOUT_FAILED}`. "
+        "Go answers GET only; POST is this port's addition.",
         public=True,
         data="Empty",
         ok_message=c.MSG_LOGOUT_OK,
@@ -143,8 +148,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="auth",
         operation_id="login",
         description="Exchanges the admin's username and password for a token (HS256 JWT, lifetime "
-        "`JWT_EXPIRE_TIME` minutes). `userName` is accepted for `username`; the password may be the plain "
-        "value or its MD5 hex.",
+        "`JWT_EXPIRE_TIME` minutes). Keys bind in any letter case (`userName`, `PassWord`); the password may "
+        "be the plain value or its MD5 hex. Any bad body, two disagreeing spellings included, is the 401.",
         public=True,
         body="Login",
         body_example={"username": "admin", "password": "<password>"},
