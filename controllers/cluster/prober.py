@@ -21,6 +21,7 @@ from typing import Any
 from config.constants import (
     REASON_CREDENTIALS_EXPIRED,
     REASON_HEALTHY,
+    REASON_IDENTITY_UNKNOWN,
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
@@ -34,6 +35,8 @@ from .records import stored_kubeconfig
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
 # Annotations whose change is written at once; anything else waits for the heartbeat.
 _TRACKED = ("status", "reason", "message", "version")
+# A 403 for this user is a request without accepted credentials (anonymous auth), not a scoped identity.
+_ANONYMOUS = 'User "system:anonymous"'
 _REPORTED_REASONS = {"Unreachable", "Timeout", "TLSError", "Unauthorized", "Forbidden", "BadKubeconfig"}
 
 
@@ -54,8 +57,8 @@ class ProbeResult:
 
     @property
     def healthy(self) -> bool:
-        """True when the cluster answered everything it was asked."""
-        return self.reason == REASON_HEALTHY
+        """True when the cluster counts as up: reachable, authenticated and ready (identity may be unknown)."""
+        return self.reason in (REASON_HEALTHY, REASON_IDENTITY_UNKNOWN)
 
 
 def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) -> ProbeResult:
@@ -70,7 +73,14 @@ def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) ->
         version = str(client.version()["gitVersion"])
         if client.request("GET", "/readyz", raw=True).strip() != b"ok":
             return ProbeResult("Unhealthy", "readyz did not answer ok", version, "", elapsed())
-        namespace = client.request("GET", KUBE_SYSTEM)
+        try:
+            namespace = client.request("GET", KUBE_SYSTEM)
+        except kube.Forbidden as exc:
+            if _ANONYMOUS in exc.message:
+                raise kube.Unauthorized("credentials not accepted: the cluster sees an anonymous user", 403) from None
+            # Least-privilege credentials: the cluster is up, only its identity (pinning, duplicates) is unknown.
+            message = f"reachable, but these credentials may not read namespace kube-system: identity unknown ({exc})"
+            return ProbeResult(REASON_IDENTITY_UNKNOWN, message, version, "", elapsed())
         uid = str((namespace.get("metadata") or {}).get("uid") or "")
     except kube.KubeError as exc:
         reason = exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy"
