@@ -18,6 +18,8 @@ COUNT_ITEM_KEYS = ("nodeCount", "podCount", "namespaceCount", "deploymentCount",
 ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, *COUNT_ITEM_KEYS, "duplicateOf")
 REASON_HEALTHY = "Healthy"
 REASON_CREDENTIALS_EXPIRED = "CredentialsExpired"
+# Reachable and authenticated, but the credentials may not read kube-system: up, identity unknown.
+REASON_IDENTITY_UNKNOWN = "IdentityUnknown"
 
 # Messages (section 2 and 3 of the contract).
 MSG_QUERY_OK = "查询成功"
