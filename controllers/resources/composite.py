@@ -197,9 +197,12 @@ def namespace_copy(platform: Platform, cluster_id: str, namespace: str, to_clust
                 if exc.message.startswith(MSG_UNKNOWN_CLUSTER):
                     raise BadRequest(f"目标{MSG_UNKNOWN_CLUSTER}: {to_cluster_id}") from None
                 raise
-            if _target_is_metadata_namespace(platform, target, to_namespace, budget):
-                raise BadRequest(f"{MSG_COPY_FAILED}: 不能复制到本服务的元数据命名空间 {to_namespace}")
-            ns_copy.ensure_target(target, to_namespace, create_namespace, budget)
+            try:
+                if _target_is_metadata_namespace(platform, target, to_namespace, budget):
+                    raise BadRequest(f"{MSG_COPY_FAILED}: 不能复制到本服务的元数据命名空间 {to_namespace}")
+                ns_copy.ensure_target(target, to_namespace, create_namespace, budget)
+            except kube.KubeError as exc:  # the target's failure names the target cluster
+                raise failure(to_cluster_id, MSG_COPY_FAILED, exc) from None
             results = ns_copy.copy_objects(source, target, namespace, to_namespace, pairs, budget)
     except ns_copy.NamespaceProblem as exc:
         raise BadRequest(f"{MSG_COPY_FAILED}: {exc.message}") from None
