@@ -10,7 +10,9 @@ serves the app with gunicorn (2 workers), and measures in one run:
 - ``add`` against the bare ``GET /version`` it wraps (both on a fresh connection, as each add is);
 - a full probe round with 10% dead or hanging clusters, and ``list`` latency while it runs;
 - resident memory of each worker and of the prober process;
-- how long a Secret written by another process takes to show in ``list`` (the watch's latency).
+- how long a Secret written by another process takes to show in ``list`` (the watch's latency);
+- ``cluster/statics`` (read from the counts the probe rounds record) against ``list`` in the same run,
+  and ``namespace/copy`` of 100 objects between the two target API servers.
 
 Figures go to ``benchmarks/results/registry-<date>.json``; a summary is printed.
 """
@@ -279,6 +281,37 @@ def main() -> int:
             key = f"{item['status']}/{item['reason']}"
             statuses[key] = statuses.get(key, 0) + 1
         result["probe"]["statuses_after"] = statuses
+        # cluster/statics is read from the counts the rounds recorded: no call to any cluster.
+        items = svc.api("GET", "/api/cluster/list")["data"]["items"]
+        svc_statics = lambda: svc.api("GET", "/api/cluster/statics")  # noqa: E731
+        timed(svc_statics, 5)
+        result["statics"] = {
+            "clusters_counted": sum(1 for item in items if item.get("countedAt") and not item.get("countError")),
+            "service": percentiles(timed(svc_statics, args.samples)),
+            "list_same_run": percentiles(timed(svc_list, args.samples)),
+        }
+        # namespace/copy of 100 objects between the two API servers (add-0000 is t1, live-0050 is t2).
+        source_ns, target_ns = "bench-copy-src", "bench-copy-dst"
+        assert t1.request("POST", "/api/v1/namespaces", {"metadata": {"name": source_ns}})[0] == 201
+        wanted: dict[str, list[str]] = {"ConfigMap": [], "Secret": [], "Service": []}
+        for i in range(100):
+            kind = "ConfigMap" if i < 60 else "Secret" if i < 80 else "Service"
+            name = f"obj-{i:03d}"
+            plural = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services"}[kind]
+            body: dict = {"metadata": {"name": name}, "data": {"k": "dg=="} if kind == "Secret" else {"k": "v"}}
+            if kind == "Service":
+                body = {"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}
+            assert t1.request("POST", f"/api/v1/namespaces/{source_ns}/{plural}", body)[0] == 201
+            wanted[kind].append(name)
+        started = time.perf_counter()
+        copied = svc.api("POST", "/api/namespace/copy", timeout=30, json={
+            "clusterId": "add-0000", "namespace": source_ns, "toClusterId": "live-0050", "toNamespace": target_ns,
+            "createNamespace": True, "toResources": wanted})  # fmt: skip
+        result["copy_100_objects"] = {
+            "seconds": round(time.perf_counter() - started, 3),
+            "status": copied["status"],
+            "ok": sum(1 for r in copied["data"].get("results", []) if r["status"] == "ok"),
+        }
         result["rss_mib_probing"] = worker_rss_mib(svc.process.pid)  # type: ignore[union-attr]
         # The prober process is a child of the master too; it is told apart by its command line.
         result["rss_mib_prober_process"] = {
@@ -286,6 +319,17 @@ def main() -> int:
         }
         for pid in result["rss_mib_prober_process"]:
             del result["rss_mib_probing"][pid]
+        svc.stop()
+
+        # The same rounds without counting (PROBE_COUNT=false), to state what counting adds per round.
+        print("probing without counting ...", flush=True)
+        svc = Service(meta, root, namespace=namespace, env={**env, "PROBE_COUNT": "false"}, workers=2).start()
+        services.append(svc)
+        deadline = time.monotonic() + 3 * args.probe_interval + 60
+        while len(rounds_done()) < 2:
+            assert time.monotonic() < deadline, "no second probe round without counting"
+            time.sleep(0.5)
+        result["probe"]["round_seconds_without_counting"] = rounds_done()
     finally:
         for s in services:
             s.stop()
@@ -299,6 +343,9 @@ def main() -> int:
         "list_during_probe_within_1_5x_idle": result["probe"]["list_during_first_round"]["p50_ms"]
         <= 1.5 * idle["service"]["p50_ms"],
         "probe_round_inside_interval": bool(rounds) and max(rounds) <= args.probe_interval,
+        "statics_p50_le_50_ms": result["statics"]["service"]["p50_ms"] <= 50,
+        "statics_within_2x_list": result["statics"]["service"]["p50_ms"]
+        <= 2 * result["statics"]["list_same_run"]["p50_ms"],
         "rss_le_150_mib_per_worker": all(
             v <= 150
             for v in [

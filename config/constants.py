@@ -12,9 +12,14 @@ STATUS_INACTIVE = "InActive"
 HEALTH_KEYS = ("reason", "message", "lastProbeTime", "lastTransitionTime", "probeLatencyMs",
                "clusterUID", "credentialExpiry")  # fmt: skip
 # Every key of a list item, in order: Go's six, the two mirrors some frontends read, health, duplicates.
-ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, "duplicateOf")
+# The prober's counts (cluster/statics, the 集群规模 column): nodeCount ... daemonsetCount, countedAt, countError.
+COUNT_ITEM_KEYS = ("nodeCount", "podCount", "namespaceCount", "deploymentCount", "daemonsetCount",
+                   "countedAt", "countError")  # fmt: skip
+ITEM_KEYS = (*ANNOTATION_KEYS, "clusterVersion", "clusterStatus", *HEALTH_KEYS, *COUNT_ITEM_KEYS, "duplicateOf")
 REASON_HEALTHY = "Healthy"
 REASON_CREDENTIALS_EXPIRED = "CredentialsExpired"
+# Reachable and authenticated, but the credentials may not read kube-system: up, identity unknown.
+REASON_IDENTITY_UNKNOWN = "IdentityUnknown"
 
 # Messages (section 2 and 3 of the contract).
 MSG_QUERY_OK = "查询成功"
@@ -65,3 +70,24 @@ MSG_NOT_RUN_TIMEOUT = "未执行(超时)"
 MSG_NS_LIST_OK = "查询ns列表成功"
 MSG_NS_GET_OK = "查询ns详情成功"
 RESTART_ANNOTATION = "kubeeasy.com/restart"  # sic: the Go version's key, read by its users' tooling
+
+# Composite routes (contract-platform.md §2.5, §2.6, §2.8, §2.9, §2.10).
+MSG_YAML_BAD_METHOD = "不支持的method"
+MSG_YAML_TOO_LARGE = "yaml数据过大"
+MSG_YAML_TOO_MANY = "yaml文档过多"
+MSG_YAML_EMPTY = "yaml数据为空"
+MSG_FEATURE_OFF = "功能已关闭"
+MSG_TOPOLOGY_FAILED = "获取拓图失败"  # sic: Go's text
+MSG_COPY_OK = "复制成功"
+MSG_COPY_DONE_FAILED = "复制完成, 失败"
+MSG_COPY_FAILED = "复制失败"
+MSG_COPY_SKIPPED_SA_TOKEN = "跳过: 服务账号令牌由目标集群自己生成"
+MSG_NOT_COUNTED = "未能统计"
+MSG_STATICS_FAILED = "获取集群统计信息失败"
+MSG_AUTO_SERVICE_FAILED = "自动创建Service失败"
+AUTO_SERVICE_ANNOTATION = "kubeasy.com/autoCreateService"  # sic: Go's key
+FIELD_MANAGER = "krm-backend"  # server-side apply of tools/yaml
+# Counts the prober records with each cluster's health (annotations of the cluster Secret).
+COUNT_KINDS = ("node", "pod", "namespace", "deployment", "daemonset")
+COUNT_KEYS = tuple(f"{kind}Count" for kind in COUNT_KINDS)
+COUNT_META_KEYS = ("countedAt", "countError")

@@ -75,6 +75,9 @@ class Settings:
     probe_success_threshold: int = 1  # consecutive successes before InActive -> Active
     probe_max_backoff: float = 300.0  # a dead cluster is probed at least this often
     probe_heartbeat: float = 60.0  # lastProbeTime is rewritten at least this often when nothing changes
+    # Each round also counts nodes, pods, namespaces, deployments, daemonsets (five LISTs with limit=1
+    # per healthy cluster) for cluster/statics; off: the home page shows zeros, detail counts live.
+    probe_count: bool = True
     # Leader election (one prober across workers and replicas): client-go's defaults are 15 s / 10 s.
     lease_duration: float = 15.0
     lease_renew_interval: float = 5.0
@@ -109,6 +112,8 @@ class Settings:
     )  # fmt: skip
     # secret/list: "none" omits data/stringData from the items (the pages need neither); "full" is Go.
     secret_list_data: str = "none"  # noqa: S105 - a mode, not a password
+    # tools/yaml creates anything the stored kubeconfig may create: an operator can turn it off (403).
+    enable_tools_yaml: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,6 +152,7 @@ class Settings:
             probe_success_threshold=_int(env, "PROBE_SUCCESS_THRESHOLD", 1, minimum=1),
             probe_max_backoff=_float(env, "PROBE_MAX_BACKOFF", 300.0),
             probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
+            probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),
             lease_renew_interval=_float(env, "LEASE_RENEW_INTERVAL", 5.0),
             watch_timeout=_int(env, "WATCH_TIMEOUT", 60, minimum=1),
@@ -170,6 +176,7 @@ class Settings:
             if env.get("PROTECTED_NAMESPACES", "").strip()
             else cls.protected_namespaces,
             secret_list_data=env.get("SECRET_LIST_DATA", "none").strip().lower() or "none",
+            enable_tools_yaml=not env.get("ENABLE_TOOLS_YAML") or _bool(env, "ENABLE_TOOLS_YAML"),
         )
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()

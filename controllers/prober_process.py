@@ -43,6 +43,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
             success_threshold=settings.probe_success_threshold,
             max_backoff=settings.probe_max_backoff,
             heartbeat=settings.probe_heartbeat,
+            count=settings.probe_count,
         ),
     )
     elector.healthy = prober.making_progress  # a stuck prober hands the Lease to another replica

@@ -1,11 +1,14 @@
-"""Request schemas: one per request body, defined once, unknown keys ignored."""
+"""Request schemas: one per request body, defined once, unknown keys ignored, keys bound as Go binds them."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from utils.binding import ConflictingKeys, bind_keys, spelling_table
 
 # Secret names are DNS-1123 subdomains: lower-case alphanumerics, '-' and '.', at most 253 characters.
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -31,21 +34,39 @@ class _Text(fields.String):
         return super().deserialize(value, attr, data, **kwargs)
 
 
-def _strip_aliases(data: Any, canonical: str, aliases: tuple[str, ...]) -> Any:
-    """Copy the first present alias to ``canonical`` (the Vue copies disagree on key names)."""
-    if isinstance(data, dict) and data.get(canonical) in (None, ""):
-        for alias in aliases:
-            if data.get(alias) not in (None, ""):
-                data = {**data, canonical: data[alias]}
-                break
-    return data
+class BoundSchema(Schema):
+    """A request body bound like Go's ``encoding/json``: any letter case of a field's key, plus aliases.
 
-
-class ClusterSchema(Schema):
-    """The add/update body; read-only keys a client echoes back (version, status, ...) are ignored."""
+    Subclasses list extra spellings in ``aliases`` (canonical key -> alias keys). Two spellings of one
+    field with different values are a ``ValidationError`` naming both (see ``utils.binding``).
+    """
 
     class Meta:
         unknown = EXCLUDE
+
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Build the spelling table once per schema instance, from the declared fields' keys."""
+        super().__init__(*args, **kwargs)
+        keys = [f.data_key or name for name, f in self.load_fields.items()]
+        self._spellings = spelling_table({key: self.aliases.get(key, ()) for key in keys})
+
+    @pre_load
+    def _bind_keys(self, data: Any, **_: Any) -> Any:
+        """Rename every known spelling to the field's key; non-objects are left to marshmallow's type error."""
+        if not isinstance(data, Mapping):
+            return data
+        try:
+            return bind_keys(data, self._spellings)
+        except ConflictingKeys as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class ClusterSchema(BoundSchema):
+    """The add/update body; read-only keys a client echoes back (version, status, ...) are ignored."""
+
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {"id": ID_ALIASES[1:]}
 
     id = fields.String(
         required=True,
@@ -60,25 +81,23 @@ class ClusterSchema(Schema):
     district = _Text(load_default="", allow_none=True, validate=validate.Length(max=MAX_TEXT))
     kubeconfig = _Text(load_default="", allow_none=True)
 
-    @pre_load
-    def _aliases(self, data: Any, **_: Any) -> Any:
-        """Accept ``clusterId`` and friends for ``id``."""
-        return _strip_aliases(data, "id", ID_ALIASES[1:])
 
-
-class LoginSchema(Schema):
-    """The login body; ``userName`` is accepted for ``username``."""
-
-    class Meta:
-        unknown = EXCLUDE
+class LoginSchema(BoundSchema):
+    """The login body; ``userName`` (like any letter case) is accepted for ``username``."""
 
     username = fields.String(required=True, validate=validate.Length(min=1, max=256))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 
-    @pre_load
-    def _aliases(self, data: Any, **_: Any) -> Any:
-        """Accept ``userName`` for ``username``."""
-        return _strip_aliases(data, "username", USERNAME_ALIASES[1:])
+
+_ID_SPELLINGS = spelling_table({"id": ID_ALIASES[1:]})
+
+
+def bind_id_keys(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with every spelling of the cluster id renamed to ``id`` (delete by JSON body).
+
+    Raises ``ConflictingKeys`` when two spellings carry different ids.
+    """
+    return bind_keys(body, _ID_SPELLINGS)
 
 
 cluster_schema = ClusterSchema()

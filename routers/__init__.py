@@ -148,6 +148,7 @@ def register(app: Flask) -> None:
     from routers import cors, metrics
     from routers.auth import bp as auth_bp
     from routers.cluster import bp as cluster_bp
+    from routers.composite import bp as composite_bp
     from routers.health import bp as health_bp
     from routers.openapi import bp as openapi_bp
     from routers.resources import bp as resources_bp
@@ -159,6 +160,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(cluster_bp)
     app.register_blueprint(resources_bp)
+    app.register_blueprint(composite_bp)
     cors.init_app(app)  # its preflight answer runs before the token check
     app.before_request(_authenticate)
     app.register_error_handler(ServiceError, _service_error)

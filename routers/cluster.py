@@ -9,14 +9,16 @@ from config.constants import (
     MSG_ADD_OK,
     MSG_BIND_ADD,
     MSG_BIND_UPDATE,
+    MSG_DELETE_FAILED,
     MSG_DELETE_OK,
+    MSG_GET_FAILED,
     MSG_QUERY_OK,
     MSG_UPDATE_OK,
 )
 from config.envelope import ok
 from controllers import cluster
 from controllers.errors import BadRequest
-from controllers.schemas import ID_ALIASES, cluster_schema, describe_errors
+from controllers.schemas import ID_ALIASES, ConflictingKeys, bind_id_keys, cluster_schema, describe_errors
 from routers import json_body, require_ready
 
 bp = Blueprint("cluster", __name__, url_prefix="/api/cluster")
@@ -30,14 +32,17 @@ def _load_cluster(bind_message: str) -> dict:
         raise BadRequest(f"{bind_message}: {describe_errors(exc.messages)}") from None
 
 
-def _request_id() -> str | None:
-    """The cluster id from the query, a form or a JSON body, under any of its aliases."""
+def _request_id(fail_message: str) -> str | None:
+    """The cluster id from the query, a form or a JSON body (keys in any letter case, as Go binds JSON)."""
     sources: list[dict] = [request.args]
     if request.method in ("POST", "DELETE"):
         sources.append(request.form)
         body = request.get_json(silent=True, force=True)
         if isinstance(body, dict):
-            sources.append(body)
+            try:
+                sources.append(bind_id_keys(body))
+            except ConflictingKeys as exc:
+                raise BadRequest(f"{fail_message}: {exc}") from None
     for source in sources:
         for key in ID_ALIASES:
             value = source.get(key)
@@ -66,7 +71,7 @@ def update():
 def delete():
     """Remove a cluster from the registry (GET as in Go; POST and DELETE too)."""
     b = require_ready()
-    cluster.delete(b.clusters, _request_id())
+    cluster.delete(b.clusters, _request_id(MSG_DELETE_FAILED))
     return ok(MSG_DELETE_OK)
 
 
@@ -74,7 +79,7 @@ def delete():
 def get():
     """One cluster with its kubeconfig."""
     b = require_ready()
-    return ok(MSG_QUERY_OK, {"item": cluster.get(b.clusters, _request_id())})
+    return ok(MSG_QUERY_OK, {"item": cluster.get(b.clusters, _request_id(MSG_GET_FAILED))})
 
 
 @bp.get("/list")

@@ -31,6 +31,7 @@ from controllers.resources import kinds as k
 from controllers.resources import schemas as rs
 from controllers.resources.kinds import KINDS, Kind
 from controllers.schemas import ID_ALIASES, USERNAME_ALIASES, cluster_schema, login_schema
+from routers import composite as composite_routes
 from routers.resources import endpoint as resource_endpoint
 from routers.resources import methods as resource_methods
 
@@ -46,6 +47,7 @@ TAGS = (
     ("auth", "Login and logout (no token needed)."),
     ("cluster", "The cluster registry."),
     ("operations", "Probes, metrics and this description (no token, no envelope)."),
+    ("tools", "The YAML tool: create, update or apply multi-document YAML."),
     *(
         (
             kind.prefix,
@@ -75,6 +77,8 @@ storageclass) act on the registered cluster `clusterId`; every route also accept
 whose keys bind case-insensitively, as in Go.
 
 Cluster ids: wherever a route takes `id`, the aliases `clusterId`, `clusterid` and `cluster_id` work too.
+JSON body keys bind as Go binds them, in any letter case (`UserName`, `PassWord`, `kubeConfig`,
+`displayname`, `ID`, `clusterID`); two spellings of one field with different values are refused.
 Unknown query parameters (the frontend's `timeStamp=<ms>`) and unknown body keys are ignored."""
 
 
@@ -148,7 +152,10 @@ def _logout(method: str) -> Operation:
         summary=f"Log out ({method})",
         tag="auth",
         operation_id="logout" if method == "GET" else "logoutPost",
-        description="The client drops its token. Go answers GET only; POST is this port's addition.",
+        description="Revokes the presented token for every worker and replica until its own expiry (Go "
+        "revokes nothing: there the client only drops it). No token, or a dead one, still answers success; "
+        f"when the revocation cannot be recorded (metadata cluster down) the answer is 503 `{c.MSG_LOGOUT_FAILED}`. "
+        "Go answers GET only; POST is this port's addition.",
         public=True,
         data="Empty",
         ok_message=c.MSG_LOGOUT_OK,
@@ -162,8 +169,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="auth",
         operation_id="login",
         description="Exchanges the admin's username and password for a token (HS256 JWT, lifetime "
-        "`JWT_EXPIRE_TIME` minutes). `userName` is accepted for `username`; the password may be the plain "
-        "value or its MD5 hex.",
+        "`JWT_EXPIRE_TIME` minutes). Keys bind in any letter case (`userName`, `PassWord`); the password may "
+        "be the plain value or its MD5 hex. Any bad body, two disagreeing spellings included, is the 401.",
         public=True,
         body="Login",
         body_example={"username": "admin", "password": "<password>"},
@@ -268,6 +275,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 
 # The resource routes (contract-platform.md §2.1-2.7): one operation per (route, method), from the kind table.
 RESOURCE_BODIES = {
+    "CompositeCluster": composite_routes.cluster_request,
+    "NamespaceCopy": composite_routes.copy_request,
+    "ToolsYaml": composite_routes.yaml_request,
     "ResourceList": rs.list_request,
     "ResourceGet": rs.get_request,
     "ResourceWrite": rs.write_request,
@@ -363,6 +373,61 @@ for _kind in KINDS:
             for _method in resource_methods(_kind, _action):
                 _endpoint = f"resources.{resource_endpoint(_prefix, _action)}"
                 OPERATIONS[(_endpoint, _method)] = _resource_operation(_kind, _prefix, _action, _method)
+
+
+def _composite_operation(endpoint: str, method: str, body: str, tag: str, summary: str, text: str, ok_message: str,
+                         failure: str, example: dict[str, Any]) -> Operation:  # fmt: skip
+    """The description of one method of one composite route (contract-platform.md §2.6-§2.10)."""
+    get = method == "GET"
+    return Operation(
+        summary=f"{summary} ({method})",
+        tag=tag,
+        operation_id=f"{endpoint.split('.')[-1].replace('_', ' ').title().replace(' ', '')}{method.capitalize()}",
+        description=text + (" The same fields as the POST body, in the query." if get else ""),
+        body=None if get else body,
+        body_example=None if get else example,
+        query=_query_parameters(body) if get else (),
+        data="Empty",
+        ok_message=ok_message,
+        failure=(400, failure),
+    )
+
+
+_COMPOSITE: tuple[tuple[Any, ...], ...] = (
+    ("composite.cluster_statics", ("GET", "POST"), "CompositeCluster", "cluster", "Home-page statistics",
+     "Six entries (cluster, node, pod, namespace, deployment, daemonset) with header, seriesName, total and "
+     "per-cluster data, from the counts the prober records; no call to any cluster. No input.",
+     c.MSG_QUERY_OK, f"{c.MSG_STATICS_FAILED}: {c.MSG_METADATA_UNAVAILABLE}", {}),
+    ("composite.cluster_detail", ("GET", "POST"), "CompositeCluster", "cluster", "Counts of one cluster",
+     "node, namespace, pod, deployment, daemonset counted live; the prober's last counts when the cluster does "
+     "not answer (`data.live`, `data.countedAt`).", c.MSG_QUERY_OK, "集群不存在: prod-bj-1",
+     {"clusterId": "prod-bj-1"}),
+    ("composite.namespace_detail", ("GET", "POST"), "CompositeCluster", "namespace", "Counts of one namespace",
+     "pod, deployment, statefulset, daemonset, service, configmap, secret of namespace `name`; kinds that cannot "
+     "be counted are named in the message.", c.MSG_NS_GET_OK, f'{c.MSG_QUERY_FAILED}: namespaces "x" not found',
+     {"clusterId": "prod-bj-1", "name": "default"}),
+    ("composite.namespace_copy", ("POST",), "NamespaceCopy", "namespace", "Copy objects to another namespace",
+     "Copies `toResources` ({Kind: [names]}) from `clusterId`/`namespace` to `toClusterId`/`toNamespace`, cleaned "
+     "for copying, in the order ConfigMap, Secret, Service, Deployment, StatefulSet, DaemonSet, CronJob; "
+     "`data.results` has one entry per object.", c.MSG_COPY_OK,
+     f"{c.MSG_COPY_DONE_FAILED} 1 项: ConfigMap/cfg: already exists",
+     {"clusterId": "prod-bj-1", "namespace": "web", "toClusterId": "prod-sh-1", "toNamespace": "web",
+      "createNamespace": True, "toResources": {"ConfigMap": ["cfg"]}}),
+    ("composite.ingress_topology", ("GET", "POST"), "CompositeCluster", "ingress", "Ingress topology",
+     "`data.nodes=[{id,label,resourceType}]`, `data.edges=[{from,to}]`: host, path, service, pods.",
+     c.MSG_QUERY_OK, f'{c.MSG_TOPOLOGY_FAILED}: ingresses.networking.k8s.io "web" not found',
+     {"clusterId": "prod-bj-1", "nameSpace": "default", "name": "web"}),
+    ("composite.tools_yaml", ("POST",), "ToolsYaml", "tools", "Create, update or apply YAML",
+     "`method` Create (default), Update or Apply (server-side, field manager krm-backend); one message line per "
+     "document; any failure a 400. Off with ENABLE_TOOLS_YAML=false (403).", c.MSG_CREATE_OK,
+     "第1项yaml数据创建失败: configmaps \"cfg\" already exists",
+     {"clusterId": "prod-bj-1", "yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n",
+      "method": "Create"}),
+)  # fmt: skip
+for _ep, _methods, _body, _tag, _summary, _text, _ok, _fail, _example in _COMPOSITE:
+    for _method in _methods:
+        OPERATIONS[(_ep, _method)] = _composite_operation(_ep, _method, _body, _tag, _summary, _text, _ok, _fail,
+                                                          _example)  # fmt: skip
 
 
 class RoutesDisagree(ValueError):

@@ -25,7 +25,7 @@ from config.constants import (
     MSG_RESTART_OK,
 )
 from config.envelope import ok
-from controllers.resources import generic, namespaces, nodes, secrets, workloads
+from controllers.resources import autoservice, composite, generic, namespaces, nodes, secrets, workloads
 from controllers.resources import schemas as s
 from controllers.resources.cleaning import bad_request
 from controllers.resources.generic import Platform
@@ -125,6 +125,9 @@ def _add(kind: Kind) -> ResponseReturnValue:
         namespaces.add_namespace(platform(), kind, f["cluster_id"], f["name"], user())
         return ok(f"创建ns: {f['name']}成功")
     f = bind(s.write_request)
+    if kind.kind in autoservice.KINDS:  # the workload forms' "create a Service" switch (§2.5)
+        return ok(composite.add_workload(platform(), kind, f["cluster_id"], f["namespace"], f["item"], user(),
+                                         f["auto_create_service"]))  # fmt: skip
     generic.add_object(platform(), kind, f["cluster_id"], f["namespace"], f["item"], user())
     return ok(MSG_CREATE_OK)
 

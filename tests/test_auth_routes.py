@@ -46,6 +46,26 @@ def test_login_accepts_the_username_alias_of_the_vue_copy(service: Service) -> N
     assert body["status"] == 200
 
 
+@pytest.mark.parametrize(
+    ("user_key", "password_key"), [("UserName", "PassWord"), ("USERNAME", "PASSWORD"), ("username", "Password")]
+)
+def test_login_binds_keys_in_any_letter_case_as_go_does(service: Service, user_key: str, password_key: str) -> None:
+    body = service.api("POST", "/api/auth/login", auth=False, json={user_key: "admin", password_key: ADMIN_PASSWORD})
+    assert body["status"] == 200
+    assert body["data"]["token"]
+
+
+def test_login_with_disagreeing_spellings_of_a_key_is_401(service: Service) -> None:
+    """Go would keep the last spelling; which one was meant is unknown, so the body is a bind error."""
+    payload = {"username": "admin", "UserName": "root", "password": ADMIN_PASSWORD}
+    assert service.api("POST", "/api/auth/login", auth=False, json=payload) == BAD_LOGIN
+
+
+def test_login_with_agreeing_spellings_of_a_key_is_accepted(service: Service) -> None:
+    payload = {"username": "admin", "UserName": "admin", "password": ADMIN_PASSWORD}
+    assert service.api("POST", "/api/auth/login", auth=False, json=payload)["status"] == 200
+
+
 @pytest.mark.parametrize("transform", [str.upper, str.lower])
 def test_login_accepts_the_md5_hex_of_the_password(service: Service, transform) -> None:
     md5 = transform(hashlib.md5(ADMIN_PASSWORD.encode()).hexdigest())

@@ -101,6 +101,52 @@ def test_bad_add_bodies_are_400_with_the_bind_message(service: Service, meta: Cl
     assert_absent(meta, service, "ok-id")
 
 
+def test_add_binds_go_keys_in_any_letter_case(service: Service, meta: Cluster, target1: Cluster, cluster_id) -> None:
+    """Bodies written for Go's case-insensitive binding (``ID``, ``kubeConfig``, ``displayname``) work."""
+    payload = {"ID": cluster_id, "kubeConfig": kubeconfig_text(target1), "displayname": "D", "City": "c",
+               "DISTRICT": "d"}  # fmt: skip
+    assert service.api("POST", "/api/cluster/add", json=payload)["status"] == 200
+    annotations = secret_of(meta, service, cluster_id)[1]["metadata"]["annotations"]
+    assert {k: annotations[k] for k in ("id", "displayName", "city", "district", "status")} == {
+        "id": cluster_id,
+        "displayName": "D",
+        "city": "c",
+        "district": "d",
+        "status": "Active",
+    }
+
+
+@pytest.mark.parametrize("key", ["ClusterID", "clusterID", "CLUSTER_ID"])
+def test_add_binds_the_id_aliases_in_any_letter_case(service: Service, target1: Cluster, cluster_id, key) -> None:
+    assert (
+        service.api("POST", "/api/cluster/add", json={key: cluster_id, "KUBECONFIG": kubeconfig_text(target1)})[
+            "status"
+        ]
+        == 200
+    )
+    assert service.api("GET", f"/api/cluster/get?id={cluster_id}")["data"]["item"]["id"] == cluster_id
+
+
+@pytest.mark.parametrize(
+    ("route", "prefix"), [("add", "添加集群的配置信息不完整: "), ("update", "更新集群的配置信息不完整: ")]
+)
+def test_disagreeing_spellings_of_a_key_are_400_naming_both(
+    service: Service, meta: Cluster, target1: Cluster, cluster_id, route: str, prefix: str
+) -> None:
+    payload = {"id": cluster_id, "ID": "another-id", "kubeconfig": kubeconfig_text(target1)}
+    body = service.api("POST", f"/api/cluster/{route}", json=payload)
+    assert body == {"status": 400, "message": f"{prefix}id: conflicting values for id, ID", "data": {}}
+    assert_absent(meta, service, cluster_id)
+    assert_absent(meta, service, "another-id")
+
+
+def test_update_binds_go_keys_in_any_letter_case(service: Service, meta: Cluster, target1: Cluster, cluster_id) -> None:
+    add(service, cluster_id, kubeconfig_text(target1), displayName="old")
+    body = service.api("POST", "/api/cluster/update", json={"clusterID": cluster_id, "DisplayName": "new"})
+    assert body["status"] == 200
+    assert secret_of(meta, service, cluster_id)[1]["metadata"]["annotations"]["displayName"] == "new"
+
+
 def test_id_longer_than_253_characters_is_refused(service: Service, target1: Cluster) -> None:
     body = add(service, "a" * 254, kubeconfig_text(target1))
     assert body["status"] == 400
@@ -313,6 +359,19 @@ def test_delete_removes_the_secret(service: Service, meta: Cluster, target1: Clu
         kwargs["data"] = {"id": cluster_id}
     assert service.api(method, path, **kwargs) == {"status": 200, "message": "删除成功", "data": {}}
     assert_absent(meta, service, cluster_id)
+
+
+def test_delete_binds_a_json_id_in_any_letter_case(service: Service, meta: Cluster, target1: Cluster, cluster_id):
+    add(service, cluster_id, kubeconfig_text(target1))
+    assert service.api("POST", "/api/cluster/delete", json={"ClusterID": cluster_id})["status"] == 200
+    assert_absent(meta, service, cluster_id)
+
+
+def test_delete_with_disagreeing_json_ids_is_400(service: Service, meta: Cluster, target1: Cluster, cluster_id):
+    add(service, cluster_id, kubeconfig_text(target1))
+    body = service.api("POST", "/api/cluster/delete", json={"id": cluster_id, "clusterId": "other-id"})
+    assert body == {"status": 400, "message": "集群删除失败: id: conflicting values for id, clusterId", "data": {}}
+    assert secret_of(meta, service, cluster_id)[0] == 200
 
 
 @pytest.mark.parametrize(

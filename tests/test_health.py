@@ -119,15 +119,6 @@ def test_status_follows_a_target_that_stops_and_starts_again(make_service, targe
     assert int(up["probeLatencyMs"]) >= 0
 
 
-def test_forbidden_credentials_are_reported(make_service, target1: Cluster) -> None:
-    svc = make_service(env=FAST)
-    cluster_id = unique("limited")
-    assert add(svc, cluster_id, kubeconfig_text(target1, "limited"))["status"] == 200
-    got = item(svc, cluster_id)
-    assert got["reason"] == "Forbidden"
-    assert got["status"] == "InActive"
-
-
 def test_one_prober_and_takeover_when_the_leader_dies(make_service, meta: Cluster, target1: Cluster) -> None:
     namespace = unique("krm-lead")
     first = make_service(namespace=namespace, env=FAST)

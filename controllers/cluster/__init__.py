@@ -96,6 +96,9 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
             if registered_uid and probe.uid and registered_uid != probe.uid:
                 raise BadRequest(f"{fail_msg}: the kubeconfig points at a different cluster "
                                  f"(kube-system UID {probe.uid}, registered {registered_uid})")  # fmt: skip
+            if registered_uid and not probe.uid and attempt == 0:
+                logs.info({"clusterId": cluster_id, "reason": probe.reason},
+                          "identity not checked: the kubeconfig may not read kube-system")  # fmt: skip
         record, body = _build(ctx, data, expiry, kubeconfig_text, probe, existing)
         try:
             if method == ADD:

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.constants import (
+    COUNT_KEYS,
     REASON_CREDENTIALS_EXPIRED,
     REASON_HEALTHY,
+    REASON_IDENTITY_UNKNOWN,
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
+from controllers.resources.statistics import count_annotations
 from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
@@ -33,7 +36,10 @@ from .records import stored_kubeconfig
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
 # Annotations whose change is written at once; anything else waits for the heartbeat.
-_TRACKED = ("status", "reason", "message", "version")
+# Counts (cluster/statics) are tracked too: written when they change, or with the heartbeat.
+_TRACKED = ("status", "reason", "message", "version", *COUNT_KEYS, "countError")
+# A 403 for this user is a request without accepted credentials (anonymous auth), not a scoped identity.
+_ANONYMOUS = 'User "system:anonymous"'
 _REPORTED_REASONS = {"Unreachable", "Timeout", "TLSError", "Unauthorized", "Forbidden", "BadKubeconfig"}
 
 
@@ -51,11 +57,12 @@ class ProbeResult:
     version: str = ""
     uid: str = ""
     latency_ms: int = 0
+    counts: dict[str, str] = field(default_factory=dict)  # annotations of statistics.count_annotations
 
     @property
     def healthy(self) -> bool:
-        """True when the cluster answered everything it was asked."""
-        return self.reason == REASON_HEALTHY
+        """True when the cluster counts as up: reachable, authenticated and ready (identity may be unknown)."""
+        return self.reason in (REASON_HEALTHY, REASON_IDENTITY_UNKNOWN)
 
 
 def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) -> ProbeResult:
@@ -70,7 +77,14 @@ def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) ->
         version = str(client.version()["gitVersion"])
         if client.request("GET", "/readyz", raw=True).strip() != b"ok":
             return ProbeResult("Unhealthy", "readyz did not answer ok", version, "", elapsed())
-        namespace = client.request("GET", KUBE_SYSTEM)
+        try:
+            namespace = client.request("GET", KUBE_SYSTEM)
+        except kube.Forbidden as exc:
+            if _ANONYMOUS in exc.message:
+                raise kube.Unauthorized("credentials not accepted: the cluster sees an anonymous user", 403) from None
+            # Least-privilege credentials: the cluster is up, only its identity (pinning, duplicates) is unknown.
+            message = f"reachable, but these credentials may not read namespace kube-system: identity unknown ({exc})"
+            return ProbeResult(REASON_IDENTITY_UNKNOWN, message, version, "", elapsed())
         uid = str((namespace.get("metadata") or {}).get("uid") or "")
     except kube.KubeError as exc:
         reason = exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy"
@@ -110,22 +124,43 @@ class ProbeSettings:
     success_threshold: int = 1
     max_backoff: float = 300.0
     heartbeat: float = 60.0
+    count: bool = True  # also count nodes, pods, namespaces, deployments, daemonsets (cluster/statics)
+
+
+# Enough doublings for any max_backoff a setting can give (interval * 2 ** 62 is far past a year);
+# bounding the exponent keeps the float finite however long a cluster has been dead.
+MAX_BACKOFF_DOUBLINGS = 62
+
+
+def backoff_seconds(failures: int, settings: ProbeSettings) -> float:
+    """How long a cluster that failed ``failures`` times in a row waits for its next probe (bounded)."""
+    doublings = min(max(failures - settings.failure_threshold, 0), MAX_BACKOFF_DOUBLINGS)
+    return min(settings.interval * 2.0**doublings, settings.max_backoff)
 
 
 def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: float) -> None:
-    """Count a probe result; flip the status only after enough consistent results; back off the dead."""
+    """Count a probe result; flip the status only after enough consistent results; back off the dead.
+
+    The counters saturate (they only matter up to their threshold plus the backoff's doublings), so a
+    cluster dead or healthy for years keeps small numbers.
+    """
     if healthy:
-        state.successes, state.failures = state.successes + 1, 0
+        state.successes, state.failures = min(state.successes + 1, settings.success_threshold), 0
         if state.status != STATUS_ACTIVE and state.successes >= settings.success_threshold:
             state.status, state.transition = STATUS_ACTIVE, utc_now()
         state.next_at = 0.0
         return
-    state.failures, state.successes = state.failures + 1, 0
+    saturated = settings.failure_threshold + MAX_BACKOFF_DOUBLINGS
+    state.failures, state.successes = min(state.failures + 1, saturated), 0
     if state.failures >= settings.failure_threshold:
         if state.status != STATUS_INACTIVE:
             state.status, state.transition = STATUS_INACTIVE, utc_now()
-        backoff = settings.interval * 2 ** (state.failures - settings.failure_threshold)
-        state.next_at = now + min(backoff, settings.max_backoff)
+        state.next_at = now + backoff_seconds(state.failures, settings)
+
+
+def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
+    """Log a per-cluster step that failed unexpectedly; the round goes on with the other clusters."""
+    logs.error({"clusterId": name, "error": f"{type(exc).__name__}: {exc}"}, f"prober could not {step}")
 
 
 class ClusterProber(BackgroundLoop):
@@ -201,17 +236,28 @@ class ClusterProber(BackgroundLoop):
                 self._forget(name)
         now = time.monotonic()
         due = []
+        # Every per-cluster step is isolated: one cluster's failure (a bug, a refused write) is logged
+        # with its id and never stops the round for the others.
         for name, secret in secrets.items():
-            state = self._state_for(name, secret)
+            try:
+                state = self._state_for(name, secret)
+            except Exception as exc:
+                _cluster_step_failed(name, "read its Secret", exc)
+                continue
             if state.next_at <= now:
                 due.append((name, secret, state))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
-        results = list(self._pool.map(lambda item: self._probe(item[2]), due))
+        results = list(self._pool.map(lambda item: self._probe_isolated(item[0], item[2]), due))
         for (name, secret, state), result in zip(due, results, strict=True):
             if not self.elector.is_leader:
                 break  # gave the Lease up meanwhile (stalled): the new leader writes from now on
-            self._record(name, secret, state, result)
+            if result is None:
+                continue  # the probe itself broke: nothing honest to record this round
+            try:
+                self._record(name, secret, state, result)
+            except Exception as exc:
+                _cluster_step_failed(name, "record the probe result", exc)
             self.progress_at = time.monotonic()
         self.rounds += 1
         self.progress_at = time.monotonic()
@@ -244,6 +290,14 @@ class ClusterProber(BackgroundLoop):
         self._states[name] = state
         return state
 
+    def _probe_isolated(self, name: str, state: ProbeState) -> ProbeResult | None:
+        """``_probe``, with an unexpected exception logged for this cluster instead of ending the round."""
+        try:
+            return self._probe(state)
+        except Exception as exc:
+            _cluster_step_failed(name, "probe", exc)
+            return None
+
     def _probe(self, state: ProbeState) -> ProbeResult:
         """One probe of one cluster (runs in the pool)."""
         if state.kubeconfig is None:
@@ -264,6 +318,11 @@ class ClusterProber(BackgroundLoop):
         else:
             with client:
                 result = probe_cluster(client, state.expiry)
+                # One count per cluster per round, on the same client and within the probe's deadline;
+                # failures stay in countError.
+                if self.settings.count:
+                    result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
+                                     else {"countError": result.reason})  # fmt: skip
         self.progress_at = time.monotonic()
         metrics.observe_probe(result.reason, result.latency_ms / 1000)
         return result
@@ -286,6 +345,7 @@ class ClusterProber(BackgroundLoop):
             annotations["lastTransitionTime"] = state.transition
         if result.version:
             annotations["version"] = result.version
+        annotations.update(result.counts)
         current_uid = ((secret.get("metadata") or {}).get("annotations") or {}).get("clusterUID", "")
         if result.uid and not current_uid:
             annotations["clusterUID"] = result.uid  # registered before identities were recorded

@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.constants import ANNOTATION_KEYS, HEALTH_KEYS, KUBECONFIG_KEY
+from config.constants import ANNOTATION_KEYS, COUNT_ITEM_KEYS, HEALTH_KEYS, KUBECONFIG_KEY
 from utils.struct2map import struct_to_map
 
 
@@ -58,7 +58,7 @@ def list_item(name: str, annotations: dict[str, str] | None) -> dict[str, str]:
     item["status"] = item["status"] or str(annotations.get("clusterStatus", ""))
     item["clusterVersion"] = item["version"]
     item["clusterStatus"] = item["status"]
-    for key in HEALTH_KEYS:
+    for key in (*HEALTH_KEYS, *COUNT_ITEM_KEYS):
         item[key] = str(annotations.get(key, ""))
     item["duplicateOf"] = ""
     return item

@@ -1,0 +1,181 @@
+"""Probe rounds: bounded backoff (pure logic) and per-cluster isolation over the real control plane."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from controllers.cluster.prober import (
+    MAX_BACKOFF_DOUBLINGS,
+    ClusterProber,
+    ProbeResult,
+    ProbeSettings,
+    ProbeState,
+    advance,
+    backoff_seconds,
+)
+from controlplane.harness import Cluster
+from tests.conftest import kubeconfig_text
+from tests.service import unique
+from utils import kube
+from utils.kubeconfig import KubeconfigPolicy
+from utils.leader import LeaderElector
+
+LABEL = "kubeasy.com/cluster.metadata"
+HUGE = pytest.mark.parametrize(
+    "failures", [10**6, 2**31, 2**63, 2**64, 2**1000], ids=["1e6", "2^31", "2^63", "2^64", "2^1000"]
+)
+
+
+def _state(failures: int = 0) -> ProbeState:
+    return ProbeState(uid="u", digest="d", status="InActive", transition="", failures=failures)
+
+
+# Backoff (pure logic) -----------------------------------------------------------------------------------
+
+
+@HUGE
+def test_backoff_of_a_cluster_dead_for_any_time_is_the_cap(failures: int) -> None:
+    settings = ProbeSettings(interval=15, max_backoff=300)
+    assert backoff_seconds(failures, settings) == 300.0
+
+
+@HUGE
+def test_one_more_failure_after_a_huge_count_backs_off_by_the_cap(failures: int) -> None:
+    settings = ProbeSettings(interval=15, failure_threshold=2, max_backoff=300)
+    state = _state(failures)
+    advance(state, False, settings, now=1000.0)
+    assert state.next_at == 1300.0
+    assert state.status == "InActive"
+    assert state.failures <= settings.failure_threshold + MAX_BACKOFF_DOUBLINGS  # the counter saturates
+
+
+def test_counters_stay_bounded_over_a_long_outage_and_recovery() -> None:
+    settings = ProbeSettings(interval=1, failure_threshold=2, success_threshold=3, max_backoff=60)
+    state = _state()
+    for round_ in range(10_000):
+        advance(state, False, settings, now=float(round_))
+    assert state.failures == settings.failure_threshold + MAX_BACKOFF_DOUBLINGS
+    assert state.next_at == 9_999.0 + 60.0
+    for round_ in range(10_000):
+        advance(state, True, settings, now=float(round_))
+    assert state.status == "Active" and state.failures == 0
+    assert state.successes == settings.success_threshold
+
+
+def test_extreme_settings_never_overflow() -> None:
+    """Even an interval near the float limit gives a finite wait: the exponent is bounded, not the product."""
+    settings = ProbeSettings(interval=1e300, failure_threshold=1, max_backoff=1e308)
+    wait = backoff_seconds(10**6, settings)
+    assert math.isfinite(wait) and wait == 1e308
+
+
+def test_backoff_still_doubles_below_the_cap() -> None:
+    settings = ProbeSettings(interval=10, failure_threshold=2, max_backoff=1000)
+    assert [backoff_seconds(f, settings) for f in (0, 1, 2, 3, 4, 5)] == [10, 10, 10, 20, 40, 80]
+
+
+# Per-cluster isolation, over the real control plane -------------------------------------------------
+
+
+@pytest.fixture
+def registry_namespace(meta: Cluster) -> Iterator[str]:
+    """A fresh metadata namespace for one round's Secrets."""
+    namespace = unique("krm-round")
+    assert meta.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})[0] == 201
+    yield namespace
+    # No controller manager runs, so the namespace would stay Terminating: delete the Secrets instead.
+    meta.request("DELETE", f"/api/v1/namespaces/{namespace}/secrets?labelSelector={LABEL}%3Dtrue")
+
+
+def _register(meta: Cluster, namespace: str, name: str, kubeconfig: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {LABEL: "true"}, "annotations": {"id": name, "status": "Active"}},
+        "stringData": {"kubeconfig": kubeconfig},
+    }
+    assert meta.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body)[0] == 201
+
+
+def _annotations(meta: Cluster, namespace: str, name: str) -> dict[str, str]:
+    status, secret = meta.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    assert status == 200, secret
+    return secret["metadata"].get("annotations") or {}
+
+
+@pytest.fixture
+def refused_write(meta: Cluster, registry_namespace: str) -> Iterator[str]:
+    """A Secret name whose updates the metadata API server refuses (a ValidatingAdmissionPolicy)."""
+    name = "b-refused-write"
+    policy = f"deny-{registry_namespace}"
+    base = "/apis/admissionregistration.k8s.io/v1"
+    spec = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                "operations": ["UPDATE"], "resources": ["secrets"]}]},
+        "validations": [{"expression": f"object.metadata.name != '{name}'", "message": "write refused by the test"}],
+    }  # fmt: skip
+    binding = {
+        "policyName": policy,
+        "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": registry_namespace}}},
+    }
+    created = meta.request("POST", f"{base}/validatingadmissionpolicies", {"metadata": {"name": policy}, "spec": spec})
+    assert created[0] == 201, created
+    created = meta.request("POST", f"{base}/validatingadmissionpolicybindings",
+                           {"metadata": {"name": policy}, "spec": binding})  # fmt: skip
+    assert created[0] == 201, created
+    try:
+        yield name
+    finally:
+        meta.request("DELETE", f"{base}/validatingadmissionpolicybindings/{policy}")
+        meta.request("DELETE", f"{base}/validatingadmissionpolicies/{policy}")
+
+
+def _wait_until_refused(meta: Cluster, namespace: str, name: str, timeout: float = 30.0) -> None:
+    """Poll until the API server enforces the policy (it loads policies asynchronously)."""
+    path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, secret = meta.request("GET", path)
+        assert status == 200, secret
+        if meta.request("PUT", path, secret)[0] in (403, 422):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the admission policy was not enforced within {timeout} s")
+
+
+def test_one_clusters_failures_never_stop_the_round_for_the_others(
+    meta: Cluster, target1: Cluster, target2: Cluster, registry_namespace: str, refused_write: str
+) -> None:
+    """A hook that raises for one cluster and a refused Secret write for another; the rest are recorded."""
+    namespace = registry_namespace
+    names = {"broken": "a-broken-hook", "refused": refused_write, "ok1": "c-healthy", "ok2": "d-healthy"}
+    for key, name in names.items():
+        _register(meta, namespace, name, kubeconfig_text(target2 if key == "ok2" else target1))
+    _wait_until_refused(meta, namespace, refused_write)
+
+    def on_result(name: str, _result: ProbeResult, _status: str) -> None:
+        if name == names["broken"]:
+            raise RuntimeError("injected failure in one cluster's record")
+
+    client = kube.KubeClient.from_kubeconfig(meta.kubeconfig(), (1.0, 5.0))
+    elector = LeaderElector(lambda: client, namespace, "unused")  # never started: run_round is called directly
+    prober = ClusterProber(lambda: client, namespace, LABEL, elector, KubeconfigPolicy(),
+                           ProbeSettings(timeout=3), on_result=on_result)  # fmt: skip
+    try:
+        assert prober.run_round() == 4  # every cluster was probed, and the round returned
+    finally:
+        prober.stop()
+        client.close()
+    for key in ("ok1", "ok2"):
+        recorded = _annotations(meta, namespace, names[key])
+        assert recorded["reason"] == "Healthy", recorded
+        assert recorded["version"] == "v1.36.3"
+        assert recorded["lastProbeTime"]
+    for key in ("broken", "refused"):
+        assert "lastProbeTime" not in _annotations(meta, namespace, names[key])
