@@ -35,7 +35,7 @@ import requests
 import urllib3
 
 from controlplane.harness import Blackhole, Cluster, ControlPlane, free_port
-from tests.service import Service
+from controlplane.service import Service
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABEL = "kubeasy.com/cluster.metadata"

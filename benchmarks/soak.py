@@ -29,7 +29,7 @@ from typing import Any
 import requests
 
 from controlplane.harness import ControlPlane
-from tests.service import Service
+from controlplane.service import Service
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_DURATION = 3600.0

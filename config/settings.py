@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.constants import DEFAULT_CLUSTER_LABEL
-from utils.kubeconfig import KubeconfigPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
@@ -54,7 +53,8 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024  # a JSON-escaped 512 KiB kubeconfig fits, a flood does not
     # A Secret holds at most 1 MiB; real kubeconfigs are 2-20 KB, multi-context ones rarely 100 KB.
     max_kubeconfig_bytes: int = 512 * 1024
-    # Kubeconfig policy (utils/kubeconfig.py): extra denied ranges, allowed exceptions, exec commands.
+    # Kubeconfig policy (utils/kubeconfig.py; built by controllers.cluster.kubeconfig_policy): extra
+    # denied ranges, allowed exceptions, exec commands.
     kubeconfig_deny_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_exec: tuple[str, ...] = ()
@@ -148,12 +148,6 @@ class Settings:
             # A browser sends the Origin as scheme://host[:port], nothing more; "*" allows any.
             if origin != "*" and not _ORIGIN.match(origin):
                 raise SettingsError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://ui.example.com")
-
-    def kubeconfig_policy(self) -> KubeconfigPolicy:
-        """The policy user-supplied kubeconfigs must pass."""
-        return KubeconfigPolicy.from_strings(
-            self.kubeconfig_deny_cidrs, self.kubeconfig_allow_cidrs, self.kubeconfig_allow_exec
-        )
 
     def metadata_kubeconfig_path(self) -> Path:
         """The metadata kubeconfig: as given when absolute or present, else beside the project."""

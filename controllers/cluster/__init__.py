@@ -19,6 +19,7 @@ from config.constants import (
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
+from config.settings import Settings
 from controllers.errors import BadRequest, from_metadata
 from controllers.schemas import ID_MESSAGE, valid_cluster_id
 from utils import kube, logs
@@ -39,6 +40,13 @@ class ClusterContext:
     policy: KubeconfigPolicy
     target_timeout: tuple[float, float]
     max_kubeconfig_bytes: int
+
+
+def kubeconfig_policy(settings: Settings) -> KubeconfigPolicy:
+    """The policy user-supplied kubeconfigs must pass, from the settings (validated there)."""
+    return KubeconfigPolicy.from_strings(
+        settings.kubeconfig_deny_cidrs, settings.kubeconfig_allow_cidrs, settings.kubeconfig_allow_exec
+    )
 
 
 def inspect_target(kubeconfig: dict[str, Any], timeout: tuple[float, float], expiry: dt.datetime | None) -> ProbeResult:
