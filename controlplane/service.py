@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ class Service:
         meta: Cluster,
         tmp: Path,
         namespace: str | None = None,
-        env: dict[str, str | None] | None = None,
+        env: Mapping[str, str | None] | None = None,
         workers: int = 1,
         identity: str = "admin",
     ) -> None:
@@ -55,6 +56,8 @@ class Service:
             "GUNICORN_WORKERS": str(workers),
             "GUNICORN_THREADS": "8",
             "GUNICORN_GRACEFUL_TIMEOUT": "3",
+            # Probing costs CPU every round on a shared machine: off unless a test asks for it.
+            "PROBE_ENABLED": "false",
             **(env or {}),
         }
         self.env: dict[str, str] = {k: v for k, v in merged.items() if v is not None}  # None: unset
@@ -130,6 +133,19 @@ class Service:
     def login(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict:
         """POST /api/auth/login; returns the envelope."""
         return self.api("POST", "/api/auth/login", auth=False, json={"username": username, "password": password})
+
+    def listed(self, cluster_id: str, timeout: float = 10.0) -> dict:
+        """The list item of ``cluster_id``, polled for: a worker that did not write the Secret sees it only
+        once its watch delivers it (milliseconds, but not at once)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            items = self.api("GET", "/api/cluster/list")["data"]["items"]
+            found = next((i for i in items if i["id"] == cluster_id), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{cluster_id} not listed within {timeout} s")
+            time.sleep(0.05)
 
     def token(self) -> str:
         """A token from a real login (cached per service)."""
