@@ -133,10 +133,9 @@ def test_one_prober_and_takeover_when_the_leader_dies(make_service, meta: Cluste
     pid = int(str(holder).split("_")[-2])
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    new_holder = eventually(lambda: (h := lease_holder(meta, namespace)) and h != holder and h, timeout=15)
+    eventually(lambda: (h := lease_holder(meta, namespace)) and h != holder and h, timeout=15)
     takeover = time.monotonic() - killed_at
     assert takeover < 3 + 1 + 3, takeover  # lease duration + renew interval + slack
-    assert new_holder != holder
     before = item(second, cluster_id)["lastProbeTime"]
     eventually(lambda: item(second, cluster_id)["lastProbeTime"] > before, timeout=10)
 
@@ -148,12 +147,9 @@ def test_a_write_through_one_process_is_seen_by_another(make_service, target1: C
     reader.api("GET", "/api/cluster/list")
     cluster_id = unique("seen")
     add(writer, cluster_id, kubeconfig_text(target1))
-    started = time.monotonic()
-    eventually(lambda: item(reader, cluster_id), timeout=5, interval=0.01)
-    added_latency = time.monotonic() - started
+    eventually(lambda: item(reader, cluster_id), timeout=5, interval=0.01)  # the bound is the assertion
     writer.api("GET", f"/api/cluster/delete?id={cluster_id}")
     eventually(lambda: item(reader, cluster_id) is None, timeout=5, interval=0.01)
-    assert added_latency < 5
     assert item(writer, cluster_id) is None  # read-your-writes in the writer itself
 
 
