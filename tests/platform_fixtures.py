@@ -1,9 +1,9 @@
 """Fixtures of the platform tests: the target cluster, its registration, and scratch namespaces.
 
-``platform_cluster`` is a bare API server for now; the lead switches it to a "living" cluster (with
-controllers, scheduler and kwok nodes) once that exists. The tests therefore never assume that
-nothing else acts on the cluster: unique names, no "nothing else exists" assertions, cleanup in
-``finally``.
+``platform_cluster`` is a "living" cluster (controllers, scheduler and kwok nodes): Deployments get their
+ReplicaSets and Pods, Pods run on simulated Nodes, deleted namespaces are finalised. The tests therefore
+never assume that nothing else acts on the cluster: unique names, no "nothing else exists" assertions,
+cleanup in ``finally``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from tests.service import Service, unique
 
 
 @pytest.fixture(scope="session")
-def platform_cluster(target1: Cluster) -> Cluster:
-    """The cluster the platform routes act on."""
-    return target1
+def platform_cluster(living1: Cluster) -> Cluster:
+    """The cluster the platform routes act on: the living target cluster."""
+    return living1
 
 
 @pytest.fixture(scope="session")

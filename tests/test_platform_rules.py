@@ -71,13 +71,13 @@ def test_the_tls_pickers_label_selector_is_applied_as_a_field_selector(
     assert tls not in [i["metadata"]["name"] for i in by_field["data"]["items"]]
 
 
-def test_secret_list_data_full_restores_go(
-    make_service, target1: Cluster, namespace: str, platform_cluster: Cluster
-) -> None:
+def test_secret_list_data_full_restores_go(make_service, namespace: str, platform_cluster: Cluster) -> None:
     svc = make_service({"SECRET_LIST_DATA": "full", "PROBE_ENABLED": "false"})
     cluster_id = unique("full")
     assert (
-        svc.api("POST", "/api/cluster/add", json={"id": cluster_id, "kubeconfig": kubeconfig_text(target1)})["status"]
+        svc.api("POST", "/api/cluster/add", json={"id": cluster_id, "kubeconfig": kubeconfig_text(platform_cluster)})[
+            "status"
+        ]
         == 200
     )
     name = unique("sec")

@@ -164,7 +164,8 @@ def test_one_clusters_failures_never_stop_the_round_for_the_others(
             raise RuntimeError("injected failure in one cluster's record")
 
     client = kube.KubeClient.from_kubeconfig(meta.kubeconfig(), (1.0, 5.0))
-    elector = LeaderElector(lambda: client, namespace, "unused")  # never started: run_round is called directly
+    elector = LeaderElector(lambda: client, namespace, unique("lease"))  # not started: run_round is called directly
+    assert elector.try_acquire_or_renew()  # only the Lease holder records results
     prober = ClusterProber(lambda: client, namespace, LABEL, elector, KubeconfigPolicy(),
                            ProbeSettings(timeout=3), on_result=on_result)  # fmt: skip
     try:
