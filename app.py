@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
     logs.setup_logging(settings.log_level)
     logs.register_secret(settings.password)
     logs.register_secret(settings.jwt_sign_key)
+    kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
 
     app = Flask(__name__)
     app.config.update(
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         registry=registry,
         policy=settings.kubeconfig_policy(),
         target_timeout=(settings.target_connect_timeout, settings.target_read_timeout),
+        target_deadline=settings.target_deadline,
         max_kubeconfig_bytes=settings.max_kubeconfig_bytes,
     )
     cluster_clients = ClusterClients(

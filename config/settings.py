@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.constants import DEFAULT_CLUSTER_LABEL
-from utils.kubeconfig import KubeconfigPolicy
+from utils.kubeconfig import KubeconfigPolicy, parse_host_alias
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
@@ -46,6 +46,10 @@ class Settings:
     # reachable cluster; a refusing or hanging one fails after at most connect + read seconds.
     target_connect_timeout: float = 1.0
     target_read_timeout: float = 1.5
+    # Wall-clock budget of everything add/update asks a target cluster (name resolution, an exec
+    # plugin, version, readyz, identity): the frontend's strictest timeout is 2 s, and the answer also
+    # needs the metadata write and the HTTP round trip. Also the default bound of any one later call.
+    target_deadline: float = 1.5
     # The metadata cluster is this service's database: a healthy one answers in milliseconds.
     metadata_connect_timeout: float = 1.0
     metadata_read_timeout: float = 3.0
@@ -58,10 +62,14 @@ class Settings:
     kubeconfig_deny_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_exec: tuple[str, ...] = ()
+    # name=address pairs used instead of DNS for kubeconfig servers (split-horizon names; the tests).
+    kubeconfig_host_aliases: tuple[str, ...] = ()
     # Health probing (controllers/cluster/prober.py), in the spirit of Rancher (15 s, 5 s timeout).
     probe_enabled: bool = True
     probe_interval: float = 15.0  # seconds between rounds (+-10% jitter)
-    probe_timeout: float = 5.0  # read timeout of each probe call; connect is min(2 s, this)
+    # Wall-clock bound of one cluster's whole probe (resolution, exec plugin, all calls); also each
+    # socket wait's (connect: min(2 s, this)). A round never waits on a cluster longer.
+    probe_timeout: float = 5.0
     probe_concurrency: int = 32  # probes in flight: 10% of 1,000 hanging clusters fit in one interval
     probe_failure_threshold: int = 2  # consecutive failures before Active -> InActive
     probe_success_threshold: int = 1  # consecutive successes before InActive -> Active
@@ -126,6 +134,7 @@ class Settings:
             cluster_label=env.get("CLUSTER_LABEL_KEY", DEFAULT_CLUSTER_LABEL).strip(),
             target_connect_timeout=_float(env, "CLUSTER_CONNECT_TIMEOUT", 1.0),
             target_read_timeout=_float(env, "CLUSTER_READ_TIMEOUT", 1.5),
+            target_deadline=_float(env, "CLUSTER_DEADLINE", 1.5),
             metadata_connect_timeout=_float(env, "METADATA_CONNECT_TIMEOUT", 1.0),
             metadata_read_timeout=_float(env, "METADATA_READ_TIMEOUT", 3.0),
             bootstrap_max_backoff=_float(env, "BOOTSTRAP_MAX_BACKOFF", 15.0),
@@ -134,6 +143,7 @@ class Settings:
             kubeconfig_deny_cidrs=_list(env, "KUBECONFIG_DENY_CIDRS"),
             kubeconfig_allow_cidrs=_list(env, "KUBECONFIG_ALLOW_CIDRS"),
             kubeconfig_allow_exec=_list(env, "KUBECONFIG_ALLOW_EXEC"),
+            kubeconfig_host_aliases=_list(env, "KUBECONFIG_HOST_ALIASES"),
             probe_enabled=not env.get("PROBE_ENABLED") or _bool(env, "PROBE_ENABLED"),
             probe_interval=_float(env, "PROBE_INTERVAL", 15.0),
             probe_timeout=_float(env, "PROBE_TIMEOUT", 5.0),
@@ -189,6 +199,11 @@ class Settings:
                     raise SettingsError(f"{name}: {value!r} is not a CIDR range") from None
         if self.secret_list_data not in ("none", "full"):
             raise SettingsError(f"SECRET_LIST_DATA={self.secret_list_data!r} must be none or full")
+        for alias in self.kubeconfig_host_aliases:
+            try:
+                parse_host_alias(alias)
+            except ValueError:
+                raise SettingsError(f"KUBECONFIG_HOST_ALIASES: {alias!r} is not name=address") from None
         for origin in self.cors_allow_origins:
             # A browser sends the Origin as scheme://host[:port], nothing more; "*" allows any.
             if origin != "*" and not _ORIGIN.match(origin):
@@ -197,8 +212,9 @@ class Settings:
     def kubeconfig_policy(self) -> KubeconfigPolicy:
         """The policy user-supplied kubeconfigs must pass."""
         return KubeconfigPolicy.from_strings(
-            self.kubeconfig_deny_cidrs, self.kubeconfig_allow_cidrs, self.kubeconfig_allow_exec
-        )
+            self.kubeconfig_deny_cidrs, self.kubeconfig_allow_cidrs, self.kubeconfig_allow_exec,
+            self.kubeconfig_host_aliases,
+        )  # fmt: skip
 
     def metadata_kubeconfig_path(self) -> Path:
         """The metadata kubeconfig: as given when absolute or present, else beside the project."""

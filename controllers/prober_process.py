@@ -13,7 +13,7 @@ import threading
 
 from config.settings import Settings, SettingsError
 from controllers.cluster.prober import ClusterProber, ProbeSettings
-from utils import logs
+from utils import kube, logs
 from utils.leader import LeaderElector
 from utils.metadata import MetadataCluster
 
@@ -29,7 +29,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
         lease_seconds=settings.lease_duration,
         renew_seconds=settings.lease_renew_interval,
     )
-    return ClusterProber(
+    prober = ClusterProber(
         lambda: metadata.client,
         settings.metadata_namespace,
         settings.cluster_label,
@@ -46,6 +46,8 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
             count=settings.probe_count,
         ),
     )
+    elector.healthy = prober.making_progress  # a stuck prober hands the Lease to another replica
+    return prober
 
 
 def main() -> int:
@@ -56,6 +58,7 @@ def main() -> int:
         sys.stderr.write(f"krm-backend prober: invalid configuration: {exc}\n")
         return 2
     logs.setup_logging(settings.log_level)
+    kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
     metadata = MetadataCluster(settings)
     prober = build_prober(settings, metadata)
     stopping = threading.Event()

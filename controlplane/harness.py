@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
+import http.server
 import ipaddress
 import json
 import os
@@ -62,7 +64,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -187,25 +189,35 @@ class CertificateAuthority:
         )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
-    def issue_server(self, name: str, ips: tuple[str, ...], dns: tuple[str, ...]) -> tuple[bytes, bytes]:
-        """A serving certificate and key (PEM) for the given addresses, valid for a day."""
+    def issue_server(self, names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+        """A serving certificate and key (PEM) for DNS ``names`` and IP addresses ``ips``."""
         key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         now = dt.datetime.now(dt.UTC)
-        names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        names += [x509.DNSName(d) for d in dns]
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (names or ips or ("server",))[0])]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .not_valid_after(now + dt.timedelta(hours=12))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+    def server_context(self, names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """A server-side SSLContext with a fresh certificate of this CA (loaded through a temporary file)."""
+        cert, key = self.issue_server(names, ips)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.NamedTemporaryFile(suffix=".pem") as fh:
+            fh.write(cert + key)
+            fh.flush()
+            context.load_cert_chain(fh.name)
+        return context
 
     def pem(self) -> bytes:
         """The CA certificate as PEM."""
@@ -622,7 +634,7 @@ class ControlPlane:
         pki = d / "living" / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         (pki / "kubelet-ca.crt").write_bytes(kubelet_ca.pem())
-        serving_cert, serving_key = kubelet_ca.issue_server("kwok", (LOOPBACK,), ("localhost",))
+        serving_cert, serving_key = kubelet_ca.issue_server(names=("localhost",), ips=(LOOPBACK,))
         (pki / "kwok.crt").write_bytes(serving_cert)
         (pki / "kwok.key").write_bytes(serving_key)
         client_cert, client_key = client_ca.issue_client("kube-apiserver-kubelet-client")
@@ -815,6 +827,179 @@ class Blackhole:
         self.sock.close()
         for conn in self.accepted:
             conn.close()
+
+
+class Dripper:
+    """A TLS listener on loopback that answers every request one byte per ``interval``, forever.
+
+    Each byte is its own TLS record, so a client's socket read timeout (longer than ``interval``)
+    never fires: only a wall-clock deadline ends the call. ``phase="headers"`` drips the status line
+    and headers; ``phase="body"`` sends the headers of a large JSON body at once and drips the body.
+    """
+
+    def __init__(self, phase: str = "headers", interval: float = 0.25) -> None:
+        """Listen on a free loopback port with a certificate for 127.0.0.1 from a CA of its own."""
+        self.phase = phase
+        self.interval = interval
+        self.ca = CertificateAuthority.create("dripper-ca")
+        self.context = self.ca.server_context(ips=(LOOPBACK,))
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.sent = 0  # bytes dripped so far, over all connections
+        self.connections = 0
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name="dripper", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The dripping server's address."""
+        return f"https://{LOOPBACK}:{self.port}"
+
+    def ca_pem(self) -> bytes:
+        """The CA a kubeconfig for this server trusts."""
+        return self.ca.pem()
+
+    def _accept(self) -> None:
+        """Serve each connection in a thread of its own."""
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        """Handshake, read the request head, then drip until the client goes away or we close."""
+        conn: socket.socket = raw
+        try:
+            raw.settimeout(10)
+            conn = self.context.wrap_socket(raw, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            self.connections += 1
+            if self.phase == "body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+                payload = b'{"gitVersion":"' + b"v" * 999_000
+            else:
+                payload = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Drip: " + b"d" * 999_000
+            for byte in payload:
+                if self._closed.wait(self.interval):
+                    return
+                conn.sendall(bytes([byte]))
+                self.sent += 1
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop listening and dripping."""
+        self._closed.set()
+        self.sock.close()
+
+
+class HostRoutingProxy:
+    """A TLS-terminating reverse proxy on loopback that routes on the host name, like Rancher's.
+
+    Requests whose SNI and ``Host`` name ``hostname`` and whose path starts with ``prefix`` go to the
+    upstream API server with the prefix stripped (the client's Authorization passed on); anything else
+    is answered 404. Its certificate (from a CA of its own) is valid for ``hostname`` only, so a client
+    must send that name in SNI and verify the certificate for it.
+    """
+
+    def __init__(self, upstream: Cluster, hostname: str = "k8s.test.invalid",
+                 prefix: str = "/k8s/clusters/c-test") -> None:  # fmt: skip
+        """Start serving on a free loopback port in a daemon thread."""
+        self.upstream = upstream
+        self.hostname = hostname
+        self.prefix = prefix
+        self.ca = CertificateAuthority.create("proxy-ca")
+        context = self.ca.server_context(names=(hostname,))
+        snis: dict[int, str | None] = {}
+
+        def remember_sni(sock: ssl.SSLSocket | ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            snis[id(sock)] = name
+
+        context.sni_callback = remember_sni
+        self.routed: list[str] = []  # paths (upstream's) that were passed on
+        self.refused: list[str] = []  # "sni host path" of what was answered 404
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _handle(self) -> None:
+                sni = snis.get(id(self.connection))
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if sni != proxy.hostname or host != proxy.hostname or not self.path.startswith(proxy.prefix + "/"):
+                    proxy.refused.append(f"{sni} {host} {self.path}")
+                    payload = b"404 page not found\n"
+                    self.send_response(404)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                path = self.path[len(proxy.prefix) :]
+                proxy.routed.append(path)
+                upstream = http.client.HTTPSConnection(
+                    LOOPBACK, proxy.upstream.port, timeout=10,
+                    context=ssl.create_default_context(cadata=proxy.upstream.ca_pem().decode()),
+                )  # fmt: skip
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() in
+                               ("authorization", "accept", "content-type", "user-agent")}  # fmt: skip
+                    upstream.request(self.command, path, body=body, headers=headers)
+                    resp = upstream.getresponse()
+                    payload = resp.read()
+                    self.send_response(resp.status)
+                    self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                finally:
+                    upstream.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                conn, addr = super().get_request()
+                conn.settimeout(10)
+                return context.wrap_socket(conn, server_side=True), addr
+
+        self.server = Server((LOOPBACK, 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, name="host-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The server URL a kubeconfig for the proxied cluster carries (name, port and path prefix)."""
+        return f"https://{self.hostname}:{self.port}{self.prefix}"
+
+    def kubeconfig(self, identity: str = "admin") -> dict:
+        """A kubeconfig of the upstream cluster through this proxy, trusting the proxy's CA."""
+        return make_kubeconfig(f"{self.upstream.name}-proxied", self.url, self.ca.pem(),
+                               {"token": self.upstream.tokens[identity]})  # fmt: skip
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def start_default(root: Path, targets: int = 1, on_progress: Callable[[str], None] = print) -> ControlPlane:

@@ -57,6 +57,8 @@ def ensure_credentials(client: kube.KubeClient, settings: Settings) -> Credentia
         stored = client.request("GET", path)
     except kube.NotFound:
         generated = {AUTH_KEY_SIGN_KEY: secrets.token_urlsafe(48), AUTH_KEY_PASSWORD: secrets.token_urlsafe(12)}
+        for value in generated.values():
+            logs.register_secret(value)  # masked from here on, before anything could log them
         body = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": AUTH_SECRET_NAME, "namespace": settings.metadata_namespace,
@@ -74,6 +76,8 @@ def ensure_credentials(client: kube.KubeClient, settings: Settings) -> Credentia
             stored = client.request("GET", path)
     sign_key = settings.jwt_sign_key or _decoded(stored, AUTH_KEY_SIGN_KEY)
     password = settings.password or _decoded(stored, AUTH_KEY_PASSWORD)
+    logs.register_secret(sign_key)
+    logs.register_secret(password)
     if not sign_key or not password:
         raise kube.Invalid(f"{where} lacks {AUTH_KEY_SIGN_KEY} or {AUTH_KEY_PASSWORD}")
     if not settings.password:

@@ -201,7 +201,8 @@ def test_frozen_metadata_server_answers_within_the_timeout_then_recovers(
 @pytest.mark.timeout(120)
 def test_hanging_target_does_not_block_other_requests(make_service, target1: Cluster) -> None:
     hang = 5.0  # connect and read bounds for targets on this service: each add below hangs this long
-    svc = make_service(workers=1, env={"CLUSTER_CONNECT_TIMEOUT": str(hang), "CLUSTER_READ_TIMEOUT": str(hang)})
+    svc = make_service(workers=1, env={"CLUSTER_CONNECT_TIMEOUT": str(hang), "CLUSTER_READ_TIMEOUT": str(hang),
+                                       "CLUSTER_DEADLINE": str(hang)})  # fmt: skip
     known = unique("known")
     assert add(svc, known, kubeconfig_text(target1))["status"] == 200
     hole = Blackhole()

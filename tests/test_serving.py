@@ -48,7 +48,7 @@ def test_access_log_is_a_json_line_per_request(service: Service) -> None:
 
 
 def test_sigterm_lets_an_in_flight_request_finish(make_service, target1: Cluster) -> None:
-    svc = make_service(env={"CLUSTER_CONNECT_TIMEOUT": "3", "CLUSTER_READ_TIMEOUT": "3",
+    svc = make_service(env={"CLUSTER_CONNECT_TIMEOUT": "3", "CLUSTER_READ_TIMEOUT": "3", "CLUSTER_DEADLINE": "3",
                             "GUNICORN_GRACEFUL_TIMEOUT": "15"})  # fmt: skip
     token = svc.token()
     hole = Blackhole()  # accepts and never answers: the add below waits for its timeout, ~3 s

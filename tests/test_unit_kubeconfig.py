@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, current_entries, parse_kubeconfig
+from utils.kubeconfig import PINNED_HOST, KubeconfigPolicy, KubeconfigRejected, current_entries, parse_kubeconfig
 
 YAML_TEXT = """\
 apiVersion: v1
@@ -436,3 +436,42 @@ def test_pin_refuses_what_check_refuses() -> None:
     policy = KubeconfigPolicy.from_strings(deny=["127.0.0.0/8", "::1/128"])
     with pytest.raises(KubeconfigRejected, match="denied range"):
         policy.pin(_named_server_kubeconfig("https://localhost:6443"))
+
+
+# Pinning keeps the name for Host, SNI and the certificate, and the path prefix ------------------------------
+
+
+def test_pin_connects_to_the_alias_address_and_keeps_name_and_path() -> None:
+    policy = KubeconfigPolicy.from_strings(host_aliases=["Rancher.Example.COM=127.0.0.2"])
+    config = kubeconfig("https://rancher.example.com/k8s/clusters/c-x1")
+    cluster = current_entries(policy.pin(config))[0]
+    assert cluster["server"] == "https://127.0.0.2/k8s/clusters/c-x1"
+    assert cluster[PINNED_HOST] == "rancher.example.com"
+    assert cluster["tls-server-name"] == "rancher.example.com"
+
+
+def test_pin_keeps_a_port_in_the_host_and_an_explicit_tls_server_name() -> None:
+    policy = KubeconfigPolicy.from_strings(host_aliases=["k8s.test.invalid=127.0.0.1"])
+    config = kubeconfig("https://k8s.test.invalid:8443/prefix")
+    config["clusters"][0]["cluster"]["tls-server-name"] = "api.internal"
+    cluster = current_entries(policy.pin(config))[0]
+    assert cluster["server"] == "https://127.0.0.1:8443/prefix"
+    assert cluster[PINNED_HOST] == "k8s.test.invalid:8443"
+    assert cluster["tls-server-name"] == "api.internal"
+
+
+def test_pin_drops_a_pinned_host_the_user_wrote() -> None:
+    config = kubeconfig("https://127.0.0.1:6443")
+    config["clusters"][0]["cluster"][PINNED_HOST] = "elsewhere.example.com"
+    assert PINNED_HOST not in current_entries(KubeconfigPolicy().pin(config))[0]
+
+
+def test_an_alias_address_is_still_checked() -> None:
+    policy = KubeconfigPolicy.from_strings(host_aliases=["meta.test.invalid=169.254.169.254"])
+    assert "169.254.169.254 is in a denied range" in rejected(kubeconfig("https://meta.test.invalid"), policy)
+
+
+@pytest.mark.parametrize("alias", ["no-equals", "=127.0.0.1", "name=not-an-ip", "127.0.0.1=127.0.0.1"])
+def test_bad_host_aliases_are_refused(alias: str) -> None:
+    with pytest.raises(ValueError, match=r"name=address|does not appear"):
+        KubeconfigPolicy.from_strings(host_aliases=[alias])

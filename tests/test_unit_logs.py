@@ -25,7 +25,7 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Loguru sinks, stdlib loggers and registered secrets as they were, after the test."""
     saved = {name: logging.getLogger(name) for name in STD_LOGGERS}
     state = {name: (list(std.handlers), std.level, std.propagate) for name, std in saved.items()}
-    monkeypatch.setattr(logs, "_secrets", set())
+    monkeypatch.setattr(logs, "_secrets", ())
     try:
         yield
     finally:
@@ -240,3 +240,58 @@ def test_setup_logging_again_replaces_sink(stream: io.StringIO) -> None:
     logs.info(None, "m")
     assert stream.getvalue() == ""
     assert only_line(second)["msg"] == "m"
+
+
+def test_masking_is_race_free_while_secrets_are_registered(stream: io.StringIO, capfd: pytest.CaptureFixture) -> None:
+    """Threads log a registered secret while others register more: no line unmasked, nothing on stderr."""
+    import threading
+
+    logs.register_secret("the-first-secret-value")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            logs.register_secret(f"later-secret-{n:06d}")
+
+    def log() -> None:
+        try:
+            for i in range(300):
+                logs.info({"field": "the-first-secret-value"}, f"line {i} the-first-secret-value")
+                logging.getLogger("werkzeug").info("stdlib the-first-secret-value %d", i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    registrar = threading.Thread(target=register)
+    loggers = [threading.Thread(target=log) for _ in range(4)]
+    registrar.start()
+    for thread in loggers:
+        thread.start()
+    for thread in loggers:
+        thread.join(60)
+    stop.set()
+    registrar.join(10)
+    assert not errors
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 * 300 * 2
+    assert all("the-first-secret-value" not in line for line in lines)
+    captured = capfd.readouterr()
+    assert "the-first-secret-value" not in captured.err + captured.out
+    assert "Logging error" not in captured.err
+
+
+def test_a_record_that_cannot_be_formatted_is_withheld_not_printed(
+    stream: io.StringIO, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs.register_secret("hunter2-secret")
+
+    def broken(record: dict) -> bytes:
+        raise RuntimeError("formatter bug")
+
+    monkeypatch.setattr(logs, "format_record", broken)
+    logs.info({"password": "hunter2-secret"}, "with hunter2-secret")
+    assert json.loads(stream.getvalue())["msg"].startswith("a log record could not be written")
+    captured = capfd.readouterr()
+    assert "hunter2-secret" not in captured.err + captured.out + stream.getvalue()

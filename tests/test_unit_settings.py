@@ -305,3 +305,25 @@ def test_repr_hides_password_and_key() -> None:
     text = repr(Settings.from_env(SECRET_ENV))
     assert "sign-key-value-4f9a1c" not in text
     assert "password-value-8b2e7d" not in text
+
+
+def test_cluster_deadline_defaults_inside_the_frontend_budget() -> None:
+    assert Settings.from_env({}).target_deadline == 1.5
+    assert Settings.from_env({"CLUSTER_DEADLINE": "0.8"}).target_deadline == 0.8
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_cluster_deadline_bad_rejected(value: str) -> None:
+    with pytest.raises(SettingsError, match="CLUSTER_DEADLINE"):
+        Settings.from_env({"CLUSTER_DEADLINE": value})
+
+
+def test_kubeconfig_host_aliases_reach_the_policy() -> None:
+    settings = Settings.from_env({"KUBECONFIG_HOST_ALIASES": "k8s.test.invalid=127.0.0.1, a.example=::1"})
+    assert settings.kubeconfig_policy().host_aliases == (("k8s.test.invalid", "127.0.0.1"), ("a.example", "::1"))
+
+
+@pytest.mark.parametrize("value", ["k8s.test.invalid", "k8s.test.invalid=nowhere", "=10.0.0.1"])
+def test_kubeconfig_host_aliases_bad_rejected(value: str) -> None:
+    with pytest.raises(SettingsError, match="KUBECONFIG_HOST_ALIASES"):
+        Settings.from_env({"KUBECONFIG_HOST_ALIASES": value})

@@ -16,6 +16,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ _CODE_LOADING_ENV = re.compile(
     re.IGNORECASE,
 )
 RESOLVE_TIMEOUT = 1.0  # seconds; a name that does not resolve in time is refused, not waited for
+# Key that ``pin`` adds to the cluster entry of its copy (never stored): the server's host[:port] as
+# written, which the client sends as Host and SNI and verifies the certificate for (utils.kube).
+PINNED_HOST = "krm-backend/pinned-host"
 
 
 class KubeconfigRejected(ValueError):
@@ -89,14 +93,19 @@ class KubeconfigPolicy:
     )
     allowed_networks: tuple[IPNetwork, ...] = ()  # exceptions that win over the denied list
     allowed_exec_commands: frozenset[str] = frozenset()  # exact ``exec.command`` values
+    # (name, address) pairs resolved without DNS, like curl's --resolve; the address is still checked.
+    host_aliases: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_strings(cls, deny: Iterable[str] = (), allow: Iterable[str] = (),
-                     exec_commands: Iterable[str] = ()) -> KubeconfigPolicy:  # fmt: skip
-        """Build from CIDR strings (added to the defaults) and command names; ``ValueError`` if bad."""
+    def from_strings(cls, deny: Iterable[str] = (), allow: Iterable[str] = (), exec_commands: Iterable[str] = (),
+                     host_aliases: Iterable[str] = ()) -> KubeconfigPolicy:  # fmt: skip
+        """Build from CIDR strings (added to the defaults), command names and ``name=address`` aliases.
+
+        Raises ``ValueError`` on a bad range or alias.
+        """
         denied = tuple(ipaddress.ip_network(c) for c in (*DEFAULT_DENIED, *deny))
         allowed = tuple(ipaddress.ip_network(c) for c in allow)
-        return cls(denied, allowed, frozenset(exec_commands))
+        return cls(denied, allowed, frozenset(exec_commands), tuple(parse_host_alias(a) for a in host_aliases))
 
     def address_allowed(self, address: str) -> bool:
         """True when an IP address is not in a denied range (or is in an allowed one)."""
@@ -107,16 +116,21 @@ class KubeconfigPolicy:
             return True
         return not any(ip in net for net in self.denied_networks)
 
-    def pin(self, kubeconfig: dict[str, Any]) -> dict[str, Any]:
+    def pin(self, kubeconfig: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
         """``check``, then a copy that connects to the address that was checked.
 
         Without this, the client would resolve the host name again when it connects, and a name that
         resolves to an allowed address at check time and a denied one a moment later (DNS rebinding)
-        would get through. The certificate is still verified for the name (``tls-server-name``).
+        would get through. Everything but the address stays the name's: the copy's ``server`` keeps
+        its path (``/k8s/clusters/c-xxx`` behind Rancher), and ``PINNED_HOST`` tells the client to send
+        the name in Host and SNI and to verify the certificate for it (``tls-server-name``, if given,
+        still decides SNI and verification), so host-routed proxies and ingresses route as usual.
+        ``deadline`` (``time.monotonic()``) also bounds the name resolution.
         """
-        addresses = self.check(kubeconfig)
+        addresses = self.check(kubeconfig, deadline)
         pinned = copy.deepcopy(kubeconfig)
         cluster = current_entries(pinned)[0]
+        cluster.pop(PINNED_HOST, None)  # only pin() sets it
         parts = urlsplit(str(cluster["server"]).strip())
         host = parts.hostname or ""
         if not addresses or _is_ip(host):
@@ -126,10 +140,11 @@ class KubeconfigPolicy:
         if parts.port:
             netloc += f":{parts.port}"
         cluster["server"] = urlunsplit(parts._replace(netloc=netloc))
+        cluster[PINNED_HOST] = f"{host}:{parts.port}" if parts.port else host
         cluster.setdefault("tls-server-name", host)
         return pinned
 
-    def check(self, kubeconfig: dict[str, Any]) -> list[str]:
+    def check(self, kubeconfig: dict[str, Any], deadline: float | None = None) -> list[str]:
         """Raise ``KubeconfigRejected`` naming the first field the policy does not allow.
 
         Returns the server's checked addresses.
@@ -155,9 +170,9 @@ class KubeconfigPolicy:
                     + (f" (command {command!r})" if isinstance(command, str) else "")
                 )
             _check_exec_env(exec_config.get("env"), f"{user_path}.exec.env")
-        return self.check_server(cluster.get("server"), f"{cluster_path}.server")
+        return self.check_server(cluster.get("server"), f"{cluster_path}.server", deadline)
 
-    def check_server(self, server: Any, where: str) -> list[str]:
+    def check_server(self, server: Any, where: str, deadline: float | None = None) -> list[str]:
         """The server URL must be http(s) with a host whose every address is allowed."""
         if not isinstance(server, str) or not server.strip():
             raise KubeconfigRejected(f"{where}: missing server address")
@@ -168,7 +183,11 @@ class KubeconfigPolicy:
             raise KubeconfigRejected(f"{where}: not a valid URL") from None
         if parts.scheme not in ("https", "http") or not host:
             raise KubeconfigRejected(f"{where}: must be an http(s) URL with a host")
-        addresses = _resolve(host, port or (443 if parts.scheme == "https" else 80), where)
+        alias = next((addr for name, addr in self.host_aliases if name == host.lower().rstrip(".")), None)
+        if alias is not None:
+            addresses = [alias]
+        else:
+            addresses = _resolve(host, port or (443 if parts.scheme == "https" else 80), where, deadline)
         for address in addresses:
             if not self.address_allowed(address):
                 raise KubeconfigRejected(f"{where}: address {address} is in a denied range")
@@ -230,8 +249,17 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _resolve(host: str, port: int, where: str) -> list[str]:
-    """Every address of ``host`` (an IP literal is itself), bounded in time."""
+def parse_host_alias(text: str) -> tuple[str, str]:
+    """``name=address`` -> (lower-case name, address); ``ValueError`` when either part is bad."""
+    name, sep, address = text.partition("=")
+    name = name.strip().lower().rstrip(".")
+    if not sep or not name or _is_ip(name) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+        raise ValueError(f"{text!r} is not name=address")
+    return name, str(ipaddress.ip_address(address.strip()))
+
+
+def _resolve(host: str, port: int, where: str, deadline: float | None = None) -> list[str]:
+    """Every address of ``host`` (an IP literal is itself), bounded in time (and by ``deadline``)."""
     try:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
@@ -248,7 +276,8 @@ def _resolve(host: str, port: int, where: str) -> list[str]:
 
     thread = threading.Thread(target=lookup, name="kubeconfig-resolve", daemon=True)
     thread.start()
-    thread.join(RESOLVE_TIMEOUT)
+    wait = RESOLVE_TIMEOUT if deadline is None else max(0.0, min(RESOLVE_TIMEOUT, deadline - time.monotonic()))
+    thread.join(wait)
     if thread.is_alive():
         raise KubeconfigRejected(f"{where}: host name {host!r} did not resolve in time")
     if failure or not result:

@@ -50,8 +50,13 @@ class LeaderElector(BackgroundLoop):
         lease_seconds: float = 15.0,
         renew_seconds: float = 5.0,
         identity: str | None = None,
+        healthy: Callable[[], bool] | None = None,
     ) -> None:
-        """Configure; nothing runs until ``start``."""
+        """Configure; nothing runs until ``start``.
+
+        ``healthy``: whether the work the Lease guards makes progress; while it says False this process
+        releases the Lease (if it holds it) and does not campaign, so another one takes over.
+        """
         super().__init__()
         self._client = client
         self.namespace = namespace
@@ -62,6 +67,7 @@ class LeaderElector(BackgroundLoop):
         self._leader_until = 0.0  # monotonic deadline of our own leadership
         self._observed: tuple[Any, Any] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
+        self.healthy = healthy
 
     @property
     def is_leader(self) -> bool:
@@ -71,6 +77,10 @@ class LeaderElector(BackgroundLoop):
     def stop(self) -> None:
         """Stop campaigning and, if leading, release the Lease so another process takes over at once."""
         super().stop()
+        self.release()
+
+    def release(self) -> None:
+        """If leading, stop and hand the Lease over (holder emptied, 1 s duration)."""
         if self.is_leader:
             self._leader_until = 0.0
             try:
@@ -86,6 +96,13 @@ class LeaderElector(BackgroundLoop):
         """Try to acquire or renew every renew interval (followers retry at the same pace)."""
         while not self._stop.is_set():
             was_leader = self.is_leader
+            if self.healthy is not None and not self.healthy():
+                if was_leader:
+                    logs.warning({"lease": self.name, "identity": self.identity},
+                                 "no progress: giving the Lease up")  # fmt: skip
+                    self.release()
+                self._stop.wait(self.renew_seconds)
+                continue
             try:
                 self.try_acquire_or_renew()
             except kube.KubeError as exc:

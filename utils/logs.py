@@ -8,6 +8,7 @@ Stdlib loggers (werkzeug, gunicorn, urllib3) are routed into the same sink. Valu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -25,21 +26,28 @@ _MASK = "***"
 _TOKEN_PATTERN = re.compile(
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
 )
-_secrets: set[str] = set()
+# Copy-on-write: writers replace the whole tuple under the lock, readers take one reference without it,
+# so a line being masked never sees the collection change under it (a set would raise "changed size
+# during iteration", and loguru would then print the unmasked record to stderr). Longest first, so a
+# secret that contains another is masked whole.
+_secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
+_FALLBACK_LINE = '{"level":"error","msg":"a log record could not be written (its content is withheld)"}\n'
 
 
 def register_secret(value: str | None) -> None:
     """Mask every later occurrence of ``value`` (a password, a signing key) in log lines."""
+    global _secrets
     if value and len(value) >= 4:
         with _secrets_lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """``text`` with registered secrets and token-shaped strings masked."""
     text = _TOKEN_PATTERN.sub(_MASK, text)
-    for value in _secrets:
+    for value in _secrets:  # one snapshot of the tuple
         if value in text:
             text = text.replace(value, _MASK)
     return text
@@ -83,9 +91,19 @@ class _Sink:
         self.stream = stream
 
     def write(self, message: Any) -> None:
-        """Format and write one record; loguru serialises calls to a sink."""
-        self.stream.write(format_record(message.record).decode())
-        self.stream.flush()
+        """Format and write one record; loguru serialises calls to a sink.
+
+        Never raises: loguru's answer to a failing sink is to print the raw record on stderr, unmasked.
+        """
+        try:
+            line = format_record(message.record).decode()
+        except Exception:
+            line = _FALLBACK_LINE
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except Exception:  # noqa: S110 - nowhere left to report to; never the record itself
+            pass
 
 
 class InterceptHandler(logging.Handler):
@@ -94,11 +112,20 @@ class InterceptHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Forward one record with its level and the original caller."""
         try:
-            level: str | int = logger.level(record.levelname).name
-        except ValueError:
-            level = record.levelno
-        caller = {"func": f"{record.module}.{record.funcName}", "file": f"{record.pathname}:{record.lineno}"}
-        logger.bind(logger=record.name, _caller=caller).opt(exception=record.exc_info).log(level, record.getMessage())
+            try:
+                level: str | int = logger.level(record.levelname).name
+            except ValueError:
+                level = record.levelno
+            caller = {"func": f"{record.module}.{record.funcName}", "file": f"{record.pathname}:{record.lineno}"}
+            message = record.getMessage()
+            logger.bind(logger=record.name, _caller=caller).opt(exception=record.exc_info).log(level, message)
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """The stdlib's default prints the unmasked message on stderr: write the withheld line instead."""
+        with contextlib.suppress(Exception):
+            sys.stdout.write(_FALLBACK_LINE)
 
 
 def setup_logging(level: str = "DEBUG", stream: TextIO | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
@@ -53,7 +54,9 @@ class MetadataCluster:
             raise BadKubeconfig(f"the metadata kubeconfig {path} is not valid YAML") from None
         if not isinstance(kubeconfig, dict):
             raise BadKubeconfig(f"the metadata kubeconfig {path} is not a kubeconfig")
-        return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=16)
+        # No wall-clock bound per call: this is the service's own database, whose LISTs grow with the
+        # registry; a frozen one is noticed by the read timeout, a dripping one by the prober's watchdog.
+        return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=16, call_timeout=math.inf)
 
     def kube_system_uid(self) -> str:
         """The UID of the metadata cluster's ``kube-system`` namespace (its identity); "" if unreadable.

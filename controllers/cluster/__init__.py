@@ -39,15 +39,23 @@ class ClusterContext:
     policy: KubeconfigPolicy
     target_timeout: tuple[float, float]
     max_kubeconfig_bytes: int
+    # Seconds add/update may spend on the target cluster in all (see Settings.target_deadline).
+    target_deadline: float = 1.5
 
 
-def inspect_target(kubeconfig: dict[str, Any], timeout: tuple[float, float], expiry: dt.datetime | None) -> ProbeResult:
-    """Ask a target cluster for its version, health and identity, bounded by ``timeout`` per call.
+def inspect_target(
+    kubeconfig: dict[str, Any],
+    timeout: tuple[float, float],
+    expiry: dt.datetime | None,
+    deadline: float | None = None,
+) -> ProbeResult:
+    """Ask a target cluster for its version, health and identity, bounded by ``timeout`` per socket wait
+    and, in all (exec plugin and every call), by ``deadline`` (``time.monotonic()``).
 
     Raises ``KubeError`` only when the version cannot be had (Go's step 2); anything after that is
     recorded as the cluster's health instead of failing the registration.
     """
-    with kube.KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=1) as client:
+    with kube.KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=1, deadline=deadline) as client:
         result = probe_cluster(client, expiry)
     if not result.version:
         expired = result.reason == REASON_CREDENTIALS_EXPIRED
@@ -76,7 +84,9 @@ def add_or_update(ctx: ClusterContext, method: str, data: dict[str, Any]) -> Clu
     try:
         kubeconfig = parse_kubeconfig(kubeconfig_text)
         expiry = credential_expiry(kubeconfig)
-        probe = inspect_target(ctx.policy.pin(kubeconfig), ctx.target_timeout, expiry)
+        # One budget for all of it, so the answer comes inside the frontend's timeout (README).
+        deadline = kube.deadline_in(ctx.target_deadline)
+        probe = inspect_target(ctx.policy.pin(kubeconfig, deadline), ctx.target_timeout, expiry, deadline)
     except (KubeconfigRejected, kube.KubeError) as exc:
         logs.info({"clusterId": cluster_id, "method": method, "reason": str(exc)}, "cluster not reachable")
         raise BadRequest(f"{MSG_CLUSTER_INFO}: {exc}") from None

@@ -249,7 +249,8 @@ class ClusterClients:
         """A client for the kubeconfig text, through the kubeconfig policy (checked and pinned)."""
         try:
             kubeconfig = parse_kubeconfig(text)
-            pinned = self.policy.pin(kubeconfig)
+            pinned = self.policy.pin(kubeconfig, deadline=budget.deadline)
+            # No client-wide deadline: the client is cached; every call passes its request's deadline.
             return kube.KubeClient.from_kubeconfig(pinned, budget.timeout(), pool_size=self.pool_size)
         except KubeconfigRejected as exc:
             raise unreachable(cluster_id, str(exc)) from None

@@ -191,6 +191,7 @@ class ClusterProber(BackgroundLoop):
         self._pool: ThreadPoolExecutor | None = None
         self.rounds = 0
         self.last_round_seconds = 0.0
+        self.progress_at = time.monotonic()  # last round start/end or finished probe (see making_progress)
 
     def stop(self) -> None:
         """Stop after the current round and close every client."""
@@ -198,10 +199,20 @@ class ClusterProber(BackgroundLoop):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def stall_seconds(self) -> float:
+        """How long without any progress means stuck: two intervals plus two probe budgets, and slack."""
+        return 2 * self.settings.interval + 2 * self.settings.timeout + 10.0
+
+    def making_progress(self) -> bool:
+        """False when nothing finished for ``stall_seconds``: the elector then gives the Lease up."""
+        return time.monotonic() - self.progress_at < self.stall_seconds
+
     def _run(self) -> None:
         """A round every interval, with +-10% jitter so replicas' timers do not align."""
         while not self._stop.is_set():
             started = time.monotonic()
+            self.progress_at = started
             if self.elector.is_leader:
                 try:
                     self.run_round()
@@ -239,13 +250,17 @@ class ClusterProber(BackgroundLoop):
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
         results = list(self._pool.map(lambda item: self._probe_isolated(item[0], item[2]), due))
         for (name, secret, state), result in zip(due, results, strict=True):
+            if not self.elector.is_leader:
+                break  # gave the Lease up meanwhile (stalled): the new leader writes from now on
             if result is None:
                 continue  # the probe itself broke: nothing honest to record this round
             try:
                 self._record(name, secret, state, result)
             except Exception as exc:
                 _cluster_step_failed(name, "record the probe result", exc)
+            self.progress_at = time.monotonic()
         self.rounds += 1
+        self.progress_at = time.monotonic()
         self.last_round_seconds = time.monotonic() - started
         logs.debug({"clusters": len(secrets), "probed": len(due), "seconds": round(self.last_round_seconds, 3)},
                    "probe round done")  # fmt: skip
@@ -290,19 +305,25 @@ class ClusterProber(BackgroundLoop):
         # A client per probe, closed after it: memory over CPU. Kept open, 1,000 clients with their TLS
         # connections cost ~75 MiB; rebuilding one costs a few milliseconds of this process's time.
         timeout = (min(2.0, self.settings.timeout), self.settings.timeout)
+        # One wall-clock budget for the whole probe (resolution, exec plugin, every call): a cluster
+        # that drips bytes or a plugin that hangs never holds the round longer.
+        deadline = kube.deadline_in(self.settings.timeout)
         try:  # pinned again each time: the name is re-resolved and re-checked, then not resolved again
-            client = kube.KubeClient.from_kubeconfig(self.policy.pin(state.kubeconfig), timeout, pool_size=1)
+            pinned = self.policy.pin(state.kubeconfig, deadline)
+            client = kube.KubeClient.from_kubeconfig(pinned, timeout, pool_size=1, deadline=deadline)
         except KubeconfigRejected as exc:
             result = ProbeResult("BadKubeconfig", str(exc))
         except kube.KubeError as exc:
-            result = ProbeResult(exc.reason, exc.message)
+            result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
         else:
             with client:
                 result = probe_cluster(client, state.expiry)
-                # One count per cluster per round, on the same client; failures stay in countError.
+                # One count per cluster per round, on the same client and within the probe's deadline;
+                # failures stay in countError.
                 if self.settings.count:
                     result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
                                      else {"countError": result.reason})  # fmt: skip
+        self.progress_at = time.monotonic()
         metrics.observe_probe(result.reason, result.latency_ms / 1000)
         return result
 

@@ -91,7 +91,7 @@ def session(platform: Platform, cluster_id: str, prefix: Prefix, data: dict[str,
         with platform.clients.use(cluster_id, budget) as client:
 
             def call(method: str, path: str, **kwargs: Any) -> Any:
-                return client.request(method, path, timeout=budget.timeout(), **kwargs)
+                return client.request(method, path, timeout=budget.timeout(), deadline=budget.deadline, **kwargs)
 
             yield call
     except kube.KubeError as exc:
@@ -250,7 +250,9 @@ def delete_objects(platform: Platform, kind: Kind, cluster_id: str, namespace: s
                 except kube.Timeout:
                     return MSG_NOT_RUN_TIMEOUT
                 try:
-                    client.request("DELETE", kind.path(ns, name), query=query, timeout=timeout)
+                    client.request(
+                        "DELETE", kind.path(ns, name), query=query, timeout=timeout, deadline=budget.deadline
+                    )
                 except kube.KubeError as exc:
                     return exc.message
                 return None

@@ -26,7 +26,7 @@ def restart(platform: Platform, kind: Kind, cluster_id: str, namespace: str, nam
     try:
         with platform.clients.use(cluster_id, budget) as client:
             client.request("PATCH", kind.path(ns, name), body=patch, content_type="application/merge-patch+json",
-                           timeout=budget.timeout())  # fmt: skip
+                           timeout=budget.timeout(), deadline=budget.deadline)  # fmt: skip
     except kube.NotFound:
         raise BadRequest(MSG_RESTART_NOT_FOUND) from None
     except kube.KubeError as exc:
