@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
@@ -11,18 +12,61 @@ from flask_jwt_extended import JWTManager
 
 import routers
 from config.settings import Settings, SettingsError
-from controllers.auth import ISSUER
+from controllers.auth import ISSUER, Credentials
 from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
-from controllers.backend import Backend
-from controllers.cluster import ClusterContext
-from controllers.cluster.clients import ClusterClients
+from controllers.cluster import ClusterContext, kubeconfig_policy
+from controllers.cluster.clients import ClientSweeper, ClusterClients
 from controllers.cluster.registry import ClusterRegistry
 from controllers.resources.generic import Platform
 from initcontroller import Bootstrap
 from utils import kube, logs
 from utils.informer import MetadataInformer
 from utils.metadata import MetadataCluster
+
+
+@dataclass
+class Backend:
+    """Settings, the metadata cluster, the bootstrap state and the cluster controllers' context."""
+
+    settings: Settings
+    metadata: MetadataCluster
+    bootstrap: Bootstrap
+    clusters: ClusterContext
+    informer: MetadataInformer | None = None
+    # Defaults so that wiring without them (unit tests) still works: no revocations, default limits.
+    revocations: RevocationList | None = None
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # The platform's per-cluster clients (None in wiring without the resource routes).
+    cluster_clients: ClusterClients | None = None
+    _sweeper: ClientSweeper | None = None
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The admin login and signing key, once bootstrap has run."""
+        return self.bootstrap.credentials
+
+    def start_background(self) -> None:
+        """Start the informers of the registry and the revocations (after bootstrap: they need the namespace)."""
+        if self.informer is not None:
+            self.informer.start()
+        if self.revocations is not None:
+            self.revocations.start()
+        if self.cluster_clients is not None and self._sweeper is None:
+            self._sweeper = ClientSweeper(self.cluster_clients)
+            self._sweeper.start()
+
+    def stop(self) -> None:
+        """Stop background work."""
+        self.bootstrap.stop()
+        if self.informer is not None:
+            self.informer.stop()
+        if self.revocations is not None:
+            self.revocations.stop()
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        if self.cluster_clients is not None:
+            self.cluster_clients.close()
 
 
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Flask:
@@ -56,7 +100,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
     registry = ClusterRegistry(metadata, settings.cluster_label, informer)
     clusters = ClusterContext(
         registry=registry,
-        policy=settings.kubeconfig_policy(),
+        policy=kubeconfig_policy(settings),
         target_timeout=(settings.target_connect_timeout, settings.target_read_timeout),
         target_deadline=settings.target_deadline,
         max_kubeconfig_bytes=settings.max_kubeconfig_bytes,
@@ -94,7 +138,8 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
     )
     # Watching and probing need the namespace (and the Lease lives there): start them after bootstrap.
     boot.on_ready = lambda _credentials: backend.start_background()
-    app.extensions["krm"] = backend
+    wiring: routers.Wiring = backend  # mypy checks that the routers get everything they read
+    app.extensions["krm"] = wiring
 
     jwt = JWTManager(app)
 

@@ -33,7 +33,7 @@ import requests
 
 from benchmarks.registry import RESULTS, BareApi, percentiles, timed, worker_rss_mib
 from controlplane.harness import Cluster, ControlPlane
-from tests.service import Service
+from controlplane.service import Service
 
 
 def create_all(cluster: Cluster, bodies: list[tuple[str, dict]], threads: int = 8) -> None:

@@ -37,7 +37,7 @@ import requests
 import urllib3
 
 from controlplane.harness import Blackhole, Cluster, ControlPlane, free_port
-from tests.service import Service
+from controlplane.service import Service
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABEL = "kubeasy.com/cluster.metadata"
@@ -298,10 +298,10 @@ def main() -> int:
             kind = "ConfigMap" if i < 60 else "Secret" if i < 80 else "Service"
             name = f"obj-{i:03d}"
             plural = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services"}[kind]
-            body: dict = {"metadata": {"name": name}, "data": {"k": "dg=="} if kind == "Secret" else {"k": "v"}}
+            obj: dict = {"metadata": {"name": name}, "data": {"k": "dg=="} if kind == "Secret" else {"k": "v"}}
             if kind == "Service":
-                body = {"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}
-            assert t1.request("POST", f"/api/v1/namespaces/{source_ns}/{plural}", body)[0] == 201
+                obj = {"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}
+            assert t1.request("POST", f"/api/v1/namespaces/{source_ns}/{plural}", obj)[0] == 201
             wanted[kind].append(name)
         started = time.perf_counter()
         copied = svc.api("POST", "/api/namespace/copy", timeout=30, json={

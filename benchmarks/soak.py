@@ -29,7 +29,7 @@ from typing import Any
 import requests
 
 from controlplane.harness import ControlPlane
-from tests.service import Service
+from controlplane.service import Service
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_DURATION = 3600.0
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     "growth_pct": round(100 * (end_kib - start_kib) / start_kib, 1),
                 }
         log = svc.log()
-        result = {
+        result: dict[str, Any] = {
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": {
                 "cpus": __import__("os").cpu_count(),

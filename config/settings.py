@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.constants import DEFAULT_CLUSTER_LABEL
-from utils.kubeconfig import KubeconfigPolicy, parse_host_alias
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METADATA_KUBECONFIG = Path("config") / "meta.kubeconfig"
@@ -58,7 +57,8 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024  # a JSON-escaped 512 KiB kubeconfig fits, a flood does not
     # A Secret holds at most 1 MiB; real kubeconfigs are 2-20 KB, multi-context ones rarely 100 KB.
     max_kubeconfig_bytes: int = 512 * 1024
-    # Kubeconfig policy (utils/kubeconfig.py): extra denied ranges, allowed exceptions, exec commands.
+    # Kubeconfig policy (utils/kubeconfig.py; built by controllers.cluster.kubeconfig_policy): extra
+    # denied ranges, allowed exceptions, exec commands.
     kubeconfig_deny_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_cidrs: tuple[str, ...] = ()
     kubeconfig_allow_exec: tuple[str, ...] = ()
@@ -209,13 +209,6 @@ class Settings:
             if origin != "*" and not _ORIGIN.match(origin):
                 raise SettingsError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://ui.example.com")
 
-    def kubeconfig_policy(self) -> KubeconfigPolicy:
-        """The policy user-supplied kubeconfigs must pass."""
-        return KubeconfigPolicy.from_strings(
-            self.kubeconfig_deny_cidrs, self.kubeconfig_allow_cidrs, self.kubeconfig_allow_exec,
-            self.kubeconfig_host_aliases,
-        )  # fmt: skip
-
     def metadata_kubeconfig_path(self) -> Path:
         """The metadata kubeconfig: as given when absolute or present, else beside the project."""
         path = self.metadata_kubeconfig
@@ -316,3 +309,24 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     if raw in ("true", "1", "yes"):
         return True
     raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def parse_host_alias(text: str) -> tuple[str, str]:
+    """``name=address`` -> (lower-case name, address); ``ValueError`` when either part is bad."""
+    name, sep, address = text.partition("=")
+    name = name.strip().lower().rstrip(".")
+    if not sep or not name or not _HOST_NAME.fullmatch(name) or _is_ip_literal(name):
+        raise ValueError(f"{text!r} is not name=address")
+    return name, str(ipaddress.ip_address(address.strip()))
+
+
+def _is_ip_literal(text: str) -> bool:
+    """True for an IPv4/IPv6 address (a host alias maps a name, never an address)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

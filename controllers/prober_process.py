@@ -12,6 +12,7 @@ import sys
 import threading
 
 from config.settings import Settings, SettingsError
+from controllers.cluster import kubeconfig_policy
 from controllers.cluster.prober import ClusterProber, ProbeSettings
 from utils import kube, logs
 from utils.leader import LeaderElector
@@ -34,7 +35,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
         settings.metadata_namespace,
         settings.cluster_label,
         elector,
-        settings.kubeconfig_policy(),
+        kubeconfig_policy(settings),
         ProbeSettings(
             interval=settings.probe_interval,
             timeout=settings.probe_timeout,

@@ -7,12 +7,22 @@ import random
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from config.settings import Settings
-from controllers.auth import Credentials
 from utils import kube, logs
 from utils.background import BackgroundLoop
 from utils.metadata import MetadataCluster
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The admin login and the token signing key, known once bootstrap has run."""
+
+    username: str
+    password: str = field(repr=False)
+    sign_key: str = field(repr=False)
+
 
 AUTH_SECRET_NAME = "krm-backend-auth"  # noqa: S105 - generated signing key and initial password, shared by replicas
 AUTH_KEY_SIGN_KEY = "jwt-sign-key"
@@ -138,3 +148,15 @@ class Bootstrap(BackgroundLoop):
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the bootstrap; True when done."""
         return self.done.wait(timeout)
+
+    def readiness(self) -> str | None:
+        """``None`` when bootstrap is done and the metadata namespace answers right now; else why not."""
+        if self.credentials is None:
+            return self.last_error
+        try:
+            # A short timeout: a readiness probe must answer even when the metadata cluster hangs.
+            self.metadata.client.request("GET", kube.namespace_path(self.settings.metadata_namespace),
+                                         timeout=(1.0, 1.0))  # fmt: skip
+        except kube.KubeError as exc:
+            return f"metadata cluster: {exc}"
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from flask import Flask, current_app, g, request
@@ -18,16 +18,42 @@ from config.constants import (
     MSG_TOO_LARGE,
 )
 from config.envelope import envelope
+from config.settings import Settings
 from controllers import auth as auth_controller
-from controllers.backend import Backend
+from controllers.auth.limiter import LoginLimiter
+from controllers.auth.revocation import RevocationList
+from controllers.cluster import ClusterContext
 from controllers.errors import AuthFailed, BadRequest, ServiceError, Unavailable
+from initcontroller import Bootstrap, Credentials
 from utils import logs
 
 BOOTSTRAP_GRACE_SECONDS = 1.0
 PUBLIC_API = frozenset({"/api/auth/login", "/api/auth/logout"})
 
 
-def backend() -> Backend:
+class Wiring(Protocol):
+    """What routers read of the app's wiring (``app.Backend``, built by the factory; routers never build it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def bootstrap(self) -> Bootstrap: ...
+
+    @property
+    def clusters(self) -> ClusterContext: ...
+
+    @property
+    def revocations(self) -> RevocationList | None: ...
+
+    @property
+    def login_limiter(self) -> LoginLimiter: ...
+
+    @property
+    def credentials(self) -> Credentials | None: ...
+
+
+def backend() -> Wiring:
     """This app's wiring."""
     return current_app.extensions["krm"]
 
@@ -46,7 +72,7 @@ def json_body(bind_message: str) -> dict[str, Any]:
     return data
 
 
-def require_ready() -> Backend:
+def require_ready() -> Wiring:
     """The backend once bootstrap is done; ``Unavailable`` before."""
     b = backend()
     if b.credentials is None:
@@ -168,4 +194,4 @@ def register(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected)
 
 
-__all__ = ["AuthFailed", "backend", "json_body", "register", "require_ready"]
+__all__ = ["AuthFailed", "Wiring", "backend", "json_body", "register", "require_ready"]

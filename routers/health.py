@@ -6,7 +6,6 @@ import orjson
 from flask import Blueprint, Response
 
 from routers import backend
-from utils import kube
 
 bp = Blueprint("health", __name__)
 
@@ -25,13 +24,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Ready when bootstrap is done and the metadata namespace answers right now."""
-    b = backend()
-    if b.credentials is None:
-        return _json(503, {"status": "not ready", "reason": b.bootstrap.last_error})
-    try:
-        # A short timeout: a probe must answer even when the metadata cluster hangs.
-        b.metadata.client.request("GET", kube.namespace_path(b.settings.metadata_namespace),
-                                  timeout=(1.0, 1.0))  # fmt: skip
-    except kube.KubeError as exc:
-        return _json(503, {"status": "not ready", "reason": f"metadata cluster: {exc}"})
+    reason = backend().bootstrap.readiness()
+    if reason is not None:
+        return _json(503, {"status": "not ready", "reason": reason})
     return _json(200, {"status": "ok"})

@@ -82,9 +82,12 @@ def service(meta: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture
-def cluster_id() -> str:
-    """A fresh cluster id."""
-    return unique("c")
+def cluster_id(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh cluster id; deleted from the shared service after the test, so the registry stays small."""
+    value = unique("c")
+    yield value
+    if "service" in request.fixturenames:
+        request.getfixturevalue("service").call("GET", f"/api/cluster/delete?id={value}")
 
 
 def kubeconfig_text(cluster: Cluster, identity: str = "admin", server: str | None = None) -> str:

@@ -243,10 +243,10 @@ def test_exec_plugin_kubeconfig_is_refused_naming_the_field(service: Service, ta
 def test_list_returns_documented_keys_and_never_a_kubeconfig(service: Service, target1: Cluster, cluster_id) -> None:
     text = kubeconfig_text(target1)
     add(service, cluster_id, text, displayName="d")
+    item = service.listed(cluster_id)  # the other worker may answer before its watch has the Secret
     resp = service.call("GET", "/api/cluster/list")
     body = resp.json()
     assert body["status"] == 200 and body["message"] == "查询成功"
-    item = next(i for i in body["data"]["items"] if i["id"] == cluster_id)
     assert list(item) == LIST_KEYS
     assert item["version"] == item["clusterVersion"] == "v1.36.3"
     assert item["status"] == item["clusterStatus"] == "Active"

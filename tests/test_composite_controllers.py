@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from controllers.cluster import statistics
 from controllers.errors import BadRequest
-from controllers.resources import autoservice, statistics, topology, yaml_tool
+from controllers.resources import autoservice, topology, yaml_tool
 from controllers.resources import copy as ns_copy
 from controllers.resources.kinds import BY_KIND
 from controlplane.harness import Cluster

@@ -20,6 +20,7 @@ from tests.kustomize import (
     write_service_account_root,
 )
 from tests.service import unique
+from tests.test_health import eventually
 from tests.test_in_cluster import end_to_end
 
 README = DEPLOY_DIR.parent / "README.md"
@@ -145,14 +146,16 @@ def test_manifests_apply_server_side_and_the_service_passes_end_to_end_with_thei
     env: dict[str, str | None] = {**pod_env(objects, namespace), **in_cluster_env(meta, root)}
     env.pop("PORT")  # the test picks a free loopback port
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    env["PROBE_ENABLED"] = "true"  # the prober's Lease must be writable with the Role
     # No krm-backend-env Secret (it is optional): the service generates the password into krm-backend-auth.
     env.update({"PASSWORD": None, "JWT_SIGN_KEY": None})
     svc = make_service(namespace=namespace, env=env, workers=2)
     password = secret_value(meta, namespace, "krm-backend-auth", "password")
     end_to_end(svc, target1, password=password)
     assert "forbidden" not in svc.log().lower()
-    status, leases, _ = call(meta, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases")
-    assert status == 200 and leases["items"], "the prober's Lease is written with the Role's permissions"
+    leases_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    # The prober process campaigns on its own schedule: wait for its Lease instead of assuming it is there.
+    eventually(lambda: (r := call(meta, "GET", leases_path))[0] == 200 and r[1]["items"], timeout=30)
 
     # Nothing beyond the namespace: the same token is refused everywhere else.
     outside = [
@@ -166,6 +169,6 @@ def test_manifests_apply_server_side_and_the_service_passes_end_to_end_with_thei
         ("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles"),
     ]
     for method, path in outside:
-        body = {"metadata": {"name": unique("nope")}} if method == "POST" else None
-        assert call(meta, method, path, body, token=token)[0] == 403, (method, path)
+        payload = {"metadata": {"name": unique("nope")}} if method == "POST" else None
+        assert call(meta, method, path, payload, token=token)[0] == 403, (method, path)
     assert call(meta, "GET", f"/api/v1/namespaces/{namespace}", token=token)[0] == 200

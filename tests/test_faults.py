@@ -6,6 +6,7 @@ started again in a ``finally``. Time bounds are generous "no hang" bounds, not s
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -142,7 +143,7 @@ def test_metadata_outage_while_requests_run_then_recovery_with_every_registratio
                 ("/api/cluster/add", {"id": unique("new"), "kubeconfig": kubeconfig}, "添加集群失败"),
                 ("/api/cluster/update", {"id": ids[0], "displayName": "x"}, "更新集群失败"),
             ]:
-                elapsed, answer = timed(lambda path=path, body=body: svc.api("POST", path, json=body))
+                elapsed, answer = timed(functools.partial(svc.api, "POST", path, json=body))
                 assert elapsed < NO_HANG
                 assert answer["status"] == 503
                 assert answer["message"].startswith(f"{prefix}: {DOWN}"), answer
@@ -181,7 +182,7 @@ def test_frozen_metadata_server_answers_within_the_timeout_then_recovers(
     process.send_signal(signal.SIGSTOP)  # accepts connections (the kernel does), never answers
     try:
         for path in (f"/api/cluster/get?id={cluster_id}", f"/api/cluster/delete?id={cluster_id}"):
-            elapsed, answer = timed(lambda path=path: svc.api("GET", path))
+            elapsed, answer = timed(functools.partial(svc.api, "GET", path))
             assert elapsed < NO_HANG, elapsed
             assert answer["status"] == 503, answer
             assert DOWN in answer["message"]

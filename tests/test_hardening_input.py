@@ -46,7 +46,7 @@ def with_cluster_fields(target: Cluster, **fields) -> str:
 
 # the kubeconfig policy ------------------------------------------------------------------------------
 
-REJECTIONS = {
+REJECTIONS: dict[str, tuple[dict, str]] = {
     "exec": (
         {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "touch", "args": ["/tmp/pwned"]}},
         "users[0].user.exec",

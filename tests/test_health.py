@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from controllers.cluster.prober import ProbeSettings, ProbeState, advance
 from controlplane.harness import Cluster, make_kubeconfig
@@ -16,6 +17,7 @@ from tests.service import Service, unique
 
 # Fast probing and leasing so transitions happen within seconds in tests.
 FAST = {
+    "PROBE_ENABLED": "true",
     "PROBE_INTERVAL": "0.5",
     "PROBE_TIMEOUT": "1",
     "PROBE_FAILURE_THRESHOLD": "2",
@@ -26,7 +28,7 @@ FAST = {
 }
 
 
-def eventually(check: Callable[[], object], timeout: float = 20.0, interval: float = 0.2) -> object:
+def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:
     """Poll until ``check`` returns something truthy; fail with the last value otherwise."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -38,7 +40,7 @@ def eventually(check: Callable[[], object], timeout: float = 20.0, interval: flo
     raise AssertionError(f"condition not met within {timeout} s; last value {last!r}")
 
 
-def item(svc: Service, cluster_id: str) -> dict | None:
+def item(svc: Service, cluster_id: str) -> Any:
     """The list item of a cluster, or None."""
     items = svc.api("GET", "/api/cluster/list")["data"]["items"]
     return next((i for i in items if i["id"] == cluster_id), None)
@@ -131,10 +133,9 @@ def test_one_prober_and_takeover_when_the_leader_dies(make_service, meta: Cluste
     pid = int(str(holder).split("_")[-2])
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    new_holder = eventually(lambda: (h := lease_holder(meta, namespace)) and h != holder and h, timeout=15)
+    eventually(lambda: (h := lease_holder(meta, namespace)) and h != holder and h, timeout=15)
     takeover = time.monotonic() - killed_at
     assert takeover < 3 + 1 + 3, takeover  # lease duration + renew interval + slack
-    assert new_holder != holder
     before = item(second, cluster_id)["lastProbeTime"]
     eventually(lambda: item(second, cluster_id)["lastProbeTime"] > before, timeout=10)
 
@@ -146,12 +147,9 @@ def test_a_write_through_one_process_is_seen_by_another(make_service, target1: C
     reader.api("GET", "/api/cluster/list")
     cluster_id = unique("seen")
     add(writer, cluster_id, kubeconfig_text(target1))
-    started = time.monotonic()
-    eventually(lambda: item(reader, cluster_id), timeout=5, interval=0.01)
-    added_latency = time.monotonic() - started
+    eventually(lambda: item(reader, cluster_id), timeout=5, interval=0.01)  # the bound is the assertion
     writer.api("GET", f"/api/cluster/delete?id={cluster_id}")
     eventually(lambda: item(reader, cluster_id) is None, timeout=5, interval=0.01)
-    assert added_latency < 5
     assert item(writer, cluster_id) is None  # read-your-writes in the writer itself
 
 
@@ -211,7 +209,7 @@ def _cert_kubeconfig(cluster: Cluster, valid_for: dt.timedelta) -> str:
 def test_credential_expiry_is_shown(service: Service, target1: Cluster) -> None:
     cluster_id = unique("exp")
     add(service, cluster_id, _cert_kubeconfig(target1, dt.timedelta(hours=1)))
-    expiry = dt.datetime.strptime(item(service, cluster_id)["credentialExpiry"], "%Y-%m-%dT%H:%M:%SZ")
+    expiry = dt.datetime.strptime(service.listed(cluster_id)["credentialExpiry"], "%Y-%m-%dT%H:%M:%SZ")
     remaining = expiry.replace(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)
     assert dt.timedelta(minutes=58) < remaining <= dt.timedelta(hours=1)
 

@@ -108,7 +108,7 @@ def test_in_cluster_mode_passes_end_to_end_with_the_manifest_role(
     assert call(meta, "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})[0] == 201
     account = grant_manifest_role(meta, namespace)
     root = write_service_account_root(tmp_path / "sa", meta, service_account_token(meta, namespace, account))
-    svc = make_service(namespace=namespace, env=in_cluster_env(meta, root), workers=2)
+    svc = make_service(namespace=namespace, env={**in_cluster_env(meta, root), "PROBE_ENABLED": "true"}, workers=2)
     end_to_end(svc, target1)
     log = svc.log()
     assert '"inCluster":true' in log

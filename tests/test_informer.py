@@ -25,6 +25,13 @@ def _secret(name: str, note: str) -> dict:
             "stringData": {"kubeconfig": "secret-payload"}}  # fmt: skip
 
 
+def _annotations(informer: MetadataInformer, name: str) -> dict:
+    """The cached annotations of one object (fails when it is not cached)."""
+    cached = informer.get(name)
+    assert cached is not None, name
+    return cached["annotations"]
+
+
 def _eventually(check, timeout: float = 5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,7 +60,7 @@ def test_informer_follows_adds_updates_and_deletes(meta: Cluster, namespace: str
         patch_path = f"{path}/one"
         client.request("PATCH", patch_path, body={"metadata": {"annotations": {"note": "v2"}}},
                        content_type="application/merge-patch+json")  # fmt: skip
-        _eventually(lambda: informer.get("one")["annotations"]["note"] == "v2")
+        _eventually(lambda: _annotations(informer, "one")["note"] == "v2")
         time.sleep(2.5)  # the watch expires (watch_seconds=2) and is renewed without losing events
         assert meta.request("DELETE", patch_path)[0] == 200
         _eventually(lambda: informer.get("one") is None)
@@ -95,7 +102,7 @@ def test_stale_events_do_not_undo_newer_local_writes() -> None:
     informer.upsert(_meta("a", 20, "new"))  # this process wrote revision 20 first
     informer.remove("b", revision=15)  # and deleted b at revision 15
     assert informer._watch("1") == "30"
-    assert informer.get("a")["annotations"]["note"] == "new"
+    assert _annotations(informer, "a")["note"] == "new"
     assert informer.get("b") is None
     informer.upsert(_meta("b", 40, "re-created"))  # a newer object of the same name is accepted
-    assert informer.get("b")["annotations"]["note"] == "re-created"
+    assert _annotations(informer, "b")["note"] == "re-created"

@@ -78,7 +78,9 @@ def test_requests_are_counted_per_route_template_by_every_worker(make_service, t
 def test_registry_size_and_per_cluster_health_are_exported(
     make_service, meta: Cluster, target1: Cluster, tmp_path: Path
 ) -> None:
-    svc = make_service(env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "PROBE_INTERVAL": "1"})
+    svc = make_service(
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "PROBE_INTERVAL": "1", "PROBE_ENABLED": "true"}
+    )
     live = unique("live")
     assert (
         svc.api("POST", "/api/cluster/add", json={"id": live, "kubeconfig": kubeconfig_text(target1)})["status"] == 200

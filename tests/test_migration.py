@@ -35,8 +35,7 @@ def test_go_written_cluster_is_listed_and_read(service: Service, meta: Cluster, 
     cluster_id = unique("go")
     text = kubeconfig_text(target1)
     write_go_secret(meta, service.namespace, go_secret(cluster_id, text))
-    items = service.api("GET", "/api/cluster/list")["data"]["items"]
-    item = next(i for i in items if i["id"] == cluster_id)
+    item = service.listed(cluster_id)  # written by another process: wait for the watch
     assert item["displayName"] == "Go 写的" and item["version"] == "v1.30.2" and item["status"] == "Active"
     got = service.api("GET", f"/api/cluster/get?clusterId={cluster_id}")["data"]["item"]
     assert got["kubeconfig"] == text
@@ -70,7 +69,7 @@ def test_cluster_version_annotation_of_another_go_copy_is_read_as_version(
     del body["metadata"]["annotations"]["version"]
     body["metadata"]["annotations"]["clusterVersion"] = "v1.29.9"
     write_go_secret(meta, service.namespace, body)
-    item = next(i for i in service.api("GET", "/api/cluster/list")["data"]["items"] if i["id"] == cluster_id)
+    item = service.listed(cluster_id)
     assert item["version"] == item["clusterVersion"] == "v1.29.9"
 
 
@@ -79,7 +78,7 @@ def test_foreign_annotations_are_not_listed(service: Service, meta: Cluster, tar
     body = go_secret(cluster_id, kubeconfig_text(target1))
     body["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = '{"data":"secret"}'
     write_go_secret(meta, service.namespace, body)
-    item = next(i for i in service.api("GET", "/api/cluster/list")["data"]["items"] if i["id"] == cluster_id)
+    item = service.listed(cluster_id)
     assert "kubectl.kubernetes.io/last-applied-configuration" not in item
 
 

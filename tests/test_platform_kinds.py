@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,7 +269,7 @@ def test_deletelist_deletes_every_name_and_reports_the_failures(
         )
         assert body == {"status": 200, "message": "删除成功", "data": {}}
         for name in names:
-            wait_for(lambda n=name: gone_or_terminating(platform_cluster, object_path(kind, namespace, n)))
+            wait_for(functools.partial(gone_or_terminating, platform_cluster, object_path(kind, namespace, name)))
         partial = [unique(case.prefix[:5])]
         assert add(service, case.prefix, platform_id, namespace, manifest(case.prefix, partial[0]))["status"] == 200
         body = service.api(
@@ -309,7 +310,7 @@ def test_persistentvolume_deletelist_and_aliases(service: Service, platform_clus
         )
         assert body["message"] == "删除成功", body
         for name in names:
-            wait_for(lambda n=name: gone_or_terminating(platform_cluster, kind.path("", n)))
+            wait_for(functools.partial(gone_or_terminating, platform_cluster, kind.path("", name)))
     finally:
         for name in names:
             api_request(platform_cluster, "DELETE", kind.path("", name))
@@ -360,7 +361,7 @@ def test_pod_delete_is_graceful_unless_forced(
     """Go forces every delete; here a scheduled Pod gets its grace period unless ForceDelete (§1.9)."""
     names = [unique("pod"), unique("pod")]
     for name in names:
-        pod = {
+        pod: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},

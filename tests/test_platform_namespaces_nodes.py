@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
@@ -105,7 +106,7 @@ def test_namespace_delete_by_get_and_post(service: Service, platform_cluster: Cl
     body = service.api("POST", "/api/namespace/delete", json={"clusterId": platform_id, "name": names[1]})
     assert body == {"status": 200, "message": f"删除ns: {names[1]}成功", "data": {}}
     for name in names:
-        wait_for(lambda n=name: gone_or_terminating(platform_cluster, f"/api/v1/namespaces/{n}"))
+        wait_for(functools.partial(gone_or_terminating, platform_cluster, f"/api/v1/namespaces/{name}"))
     missing = unique("ns")
     body = service.api("GET", "/api/namespace/delete", params={"clusterId": platform_id, "name": missing})
     assert body == {"status": 400, "message": f'删除ns: {missing}失败namespaces "{missing}" not found', "data": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -233,7 +234,7 @@ def test_query_booleans_and_spellings(service: Service, platform_id: str) -> Non
 def test_bodies_up_to_4_mib_reach_the_api_server_and_larger_ones_are_refused(
     service: Service, platform_id: str, namespace: str
 ) -> None:
-    big = {
+    big: dict[str, Any] = {
         "clusterId": platform_id,
         "nameSpace": namespace,
         "item": {"metadata": {"name": unique("big")}, "data": {"blob": "x" * (3 * 1024 * 1024)}},

@@ -14,7 +14,8 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def policy() -> KubeconfigPolicy:
     return KubeconfigPolicy.from_strings(host_aliases=[f"{NAME}=127.0.0.1"])
 
 
-def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # type: ignore[no-untyped-def]
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
     """Poll until ``check`` returns something truthy."""
     deadline = time.monotonic() + timeout
     last = None

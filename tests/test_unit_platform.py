@@ -99,7 +99,7 @@ def test_clean_item_refuses(item: Any) -> None:
 
 
 def test_copy_cleaning_of_a_service() -> None:
-    service = {"apiVersion": "v1", "kind": "Service", "status": {"loadBalancer": {}},
+    service: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "status": {"loadBalancer": {}},
                "metadata": {"name": "web", "namespace": "a", "uid": "u", "resourceVersion": "1",
                             "ownerReferences": [{}], "labels": {"app": "web"},
                             "annotations": {"deployment.kubernetes.io/revision": "3", "pv.kubernetes.io/bound": "y",

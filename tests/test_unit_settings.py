@@ -9,6 +9,7 @@ import pytest
 
 from config.constants import DEFAULT_CLUSTER_LABEL
 from config.settings import DEFAULT_METADATA_KUBECONFIG, Settings, SettingsError, parse_listen
+from controllers.cluster import kubeconfig_policy
 
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - what Go's ":8080" listens on; nothing binds here
 
@@ -220,7 +221,7 @@ def test_kubeconfig_allow_cidrs_bad_rejected() -> None:
 
 def test_kubeconfig_policy_uses_configured_lists() -> None:
     settings = Settings.from_env({"KUBECONFIG_DENY_CIDRS": "127.0.0.2/32", "KUBECONFIG_ALLOW_CIDRS": "169.254.1.1/32"})
-    policy = settings.kubeconfig_policy()
+    policy = kubeconfig_policy(settings)
     assert not policy.address_allowed("127.0.0.2")
     assert policy.address_allowed("169.254.1.1")
     assert not policy.address_allowed("169.254.169.254")
@@ -228,7 +229,7 @@ def test_kubeconfig_policy_uses_configured_lists() -> None:
 
 def test_kubeconfig_allow_exec_parsed() -> None:
     settings = Settings.from_env({"KUBECONFIG_ALLOW_EXEC": "aws,gke-gcloud-auth-plugin"})
-    assert settings.kubeconfig_policy().allowed_exec_commands == frozenset({"aws", "gke-gcloud-auth-plugin"})
+    assert kubeconfig_policy(settings).allowed_exec_commands == frozenset({"aws", "gke-gcloud-auth-plugin"})
 
 
 @pytest.mark.parametrize("name", ["CLUSTER_CONNECT_TIMEOUT", "CLUSTER_READ_TIMEOUT", "BOOTSTRAP_MAX_BACKOFF"])
@@ -320,7 +321,7 @@ def test_cluster_deadline_bad_rejected(value: str) -> None:
 
 def test_kubeconfig_host_aliases_reach_the_policy() -> None:
     settings = Settings.from_env({"KUBECONFIG_HOST_ALIASES": "k8s.test.invalid=127.0.0.1, a.example=::1"})
-    assert settings.kubeconfig_policy().host_aliases == (("k8s.test.invalid", "127.0.0.1"), ("a.example", "::1"))
+    assert kubeconfig_policy(settings).host_aliases == (("k8s.test.invalid", "127.0.0.1"), ("a.example", "::1"))
 
 
 @pytest.mark.parametrize("value", ["k8s.test.invalid", "k8s.test.invalid=nowhere", "=10.0.0.1"])

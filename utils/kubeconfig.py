@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from cryptography import x509
 
+from config.settings import parse_host_alias
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Link-local (where cloud metadata services live: 169.254.169.254, fd00:ec2::254 is handled by the
@@ -247,15 +249,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def parse_host_alias(text: str) -> tuple[str, str]:
-    """``name=address`` -> (lower-case name, address); ``ValueError`` when either part is bad."""
-    name, sep, address = text.partition("=")
-    name = name.strip().lower().rstrip(".")
-    if not sep or not name or _is_ip(name) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
-        raise ValueError(f"{text!r} is not name=address")
-    return name, str(ipaddress.ip_address(address.strip()))
 
 
 def _resolve(host: str, port: int, where: str, deadline: float | None = None) -> list[str]:

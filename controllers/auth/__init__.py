@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
 
 import jwt as pyjwt
 from flask_jwt_extended import create_access_token, decode_token
 
 from config.constants import MSG_BAD_LOGIN, MSG_BAD_TOKEN, MSG_NO_TOKEN
 from controllers.errors import AuthFailed
+from initcontroller import Credentials
 
 ISSUER = "krm-backend"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The admin login and the token signing key, known once bootstrap has run."""
-
-    username: str
-    password: str = field(repr=False)
-    sign_key: str = field(repr=False)
+__all__ = ["ISSUER", "Credentials", "credential_matches", "login", "token_from_header", "verify"]
 
 
 def _md5_hex(value: str) -> str:

@@ -19,6 +19,7 @@ from config.constants import (
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
+from config.settings import Settings
 from controllers.errors import BadRequest, from_metadata
 from controllers.schemas import ID_MESSAGE, valid_cluster_id
 from utils import kube, logs
@@ -41,6 +42,14 @@ class ClusterContext:
     max_kubeconfig_bytes: int
     # Seconds add/update may spend on the target cluster in all (see Settings.target_deadline).
     target_deadline: float = 1.5
+
+
+def kubeconfig_policy(settings: Settings) -> KubeconfigPolicy:
+    """The policy user-supplied kubeconfigs must pass, from the settings (validated there)."""
+    return KubeconfigPolicy.from_strings(
+        settings.kubeconfig_deny_cidrs, settings.kubeconfig_allow_cidrs, settings.kubeconfig_allow_exec,
+        settings.kubeconfig_host_aliases,
+    )  # fmt: skip
 
 
 def inspect_target(

@@ -26,7 +26,7 @@ from config.constants import (
     STATUS_ACTIVE,
     STATUS_INACTIVE,
 )
-from controllers.resources.statistics import count_annotations
+from controllers.cluster.statistics import count_annotations
 from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig

@@ -25,11 +25,12 @@ from config.constants import (
     MSG_TOPOLOGY_FAILED,
     MSG_UNKNOWN_CLUSTER,
 )
+from controllers.cluster import statistics
 from controllers.cluster.registry import ClusterRegistry
 from controllers.errors import BadRequest, ServiceError, Unavailable
 from utils import kube, logs
 
-from . import autoservice, statistics, topology, yaml_tool
+from . import autoservice, topology, yaml_tool
 from . import copy as ns_copy
 from .cleaning import check_segment, clean_item
 from .generic import Platform, audit, failure
