@@ -14,8 +14,8 @@ from controlplane.harness import Cluster
 from tests.conftest import kubeconfig_text
 from tests.service import Service, unique
 
-FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1", "PROBE_MAX_BACKOFF": "1",
-        "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
+FAST = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1",
+        "PROBE_MAX_BACKOFF": "1", "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
