@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -306,9 +307,10 @@ def test_copy_within_a_cluster_gets_fresh_ips_and_node_ports(client1: kube.KubeC
 
 
 def test_copy_refuses_bad_plans_and_missing_namespaces(client1: kube.KubeClient) -> None:
-    for bad in ({"Pod": ["x"]}, {"Secret": "x"}, {"Secret": ["a/b"]}, []):
+    bads: list[Any] = [{"Pod": ["x"]}, {"Secret": "x"}, {"Secret": ["a/b"]}, []]
+    for bad in bads:
         with pytest.raises(ns_copy.CopyRefused):
-            ns_copy.plan(bad)  # type: ignore[arg-type]
+            ns_copy.plan(bad)
     with pytest.raises(ns_copy.NamespaceProblem, match="源命名空间不存在"):
         ns_copy.check_source(client1, unique("gone"), budget())
     with pytest.raises(ns_copy.NamespaceProblem, match="目标命名空间不存在"):
@@ -392,7 +394,7 @@ def test_service_for_a_deployment_selects_its_pods_with_distinct_ports() -> None
 
 
 def test_service_for_a_statefulset_is_headless_and_names_it() -> None:
-    sts = {"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+    sts: dict[str, Any] = {"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
            "template": {"spec": {"containers": [{"name": "a-very-long-container-name", "ports": [
                {"containerPort": 5432}]}]}}}}  # fmt: skip
     prepared = autoservice.prepare_workload("StatefulSet", sts)

@@ -36,14 +36,14 @@ def deployment(name: str, replicas: int = 2) -> dict:
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}  # fmt: skip
 
 
-def running(cluster: Cluster, ns: str, app: str, count: int) -> list[dict] | None:
-    """The pods of ``app`` when ``count`` of them run on the cluster's kwok Nodes."""
+def running(cluster: Cluster, ns: str, app: str, count: int) -> list[dict]:
+    """The pods of ``app`` when ``count`` of them run on the cluster's kwok Nodes, else ``[]``."""
     status, body = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3D{app}")
     assert status == 200, body
     pods = [p for p in body["items"] if not p["metadata"].get("deletionTimestamp")]
     if len(pods) == count and all(p["status"].get("phase") == "Running" for p in pods):
         return pods
-    return None
+    return []
 
 
 @pytest.mark.timeout(300)
@@ -71,8 +71,8 @@ def test_a_copy_between_living_clusters_rolls_out(service: Service, living1: Clu
 
 @pytest.mark.timeout(300)
 def test_topology_auto_service_and_counts_on_a_living_cluster(make_service, living1: Cluster) -> None:
-    svc = make_service(env={"PROBE_INTERVAL": "0.5", "PROBE_HEARTBEAT": "1", "LEASE_DURATION": "3",
-                            "LEASE_RENEW_INTERVAL": "1"})  # fmt: skip
+    svc = make_service(env={"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_HEARTBEAT": "1",
+                            "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"})  # fmt: skip
     cluster_id = register(svc, living1)
     ns, name = namespace(living1), unique("api")
     living1.request("POST", f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": f"{name}-cfg"}})
@@ -85,7 +85,11 @@ def test_topology_auto_service_and_counts_on_a_living_cluster(make_service, livi
                                               f"?labelSelector=kubernetes.io%2Fservice-name%3D{name}")  # fmt: skip
         return [e for s in body.get("items") or [] for e in s.get("endpoints") or []] if status == 200 else []
 
-    assert len(wait_for(lambda: (e := endpoints()) and len(e) == 3 and e, ROLLOUT, "3 endpoints")) == 3
+    def three_endpoints() -> list:
+        found = endpoints()
+        return found if len(found) == 3 else []
+
+    assert len(wait_for(three_endpoints, ROLLOUT, "3 endpoints")) == 3
     backend = {"service": {"name": name, "port": {"number": 8080}}}
     living1.request("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", {
         "metadata": {"name": "ing"}, "spec": {"rules": [{"host": "a.example.com", "http": {"paths": [

@@ -14,8 +14,8 @@ from controlplane.harness import Cluster
 from tests.conftest import kubeconfig_text
 from tests.service import Service, unique
 
-FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1", "PROBE_MAX_BACKOFF": "1",
-        "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
+FAST = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1",
+        "PROBE_MAX_BACKOFF": "1", "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -162,7 +162,7 @@ def test_copy_across_clusters_over_http(service: Service, c1: str, c2: str, targ
 
 def test_copy_refusals(service: Service, c1: str, meta: Cluster, target1: Cluster) -> None:
     src = namespace(target1)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"toClusterId": c1, "toNamespace": src}, "复制失败: 源和目标相同"),
         ({"toClusterId": "nope-x", "toNamespace": "x"}, "目标集群不存在: nope-x"),
         ({"toClusterId": c1, "toNamespace": unique("none")}, "复制失败: 目标命名空间不存在"),
@@ -170,6 +170,7 @@ def test_copy_refusals(service: Service, c1: str, meta: Cluster, target1: Cluste
         ({"toClusterId": c1, "toNamespace": "x", "namespace": unique("gone")}, "复制失败: 源命名空间不存在"),
         ({"toClusterId": c1, "toNamespace": "x", "createNamespace": "yes"}, "请求出错: "),
     ]
+    extra: dict[str, Any]
     for extra, expected in cases:
         body = service.api("POST", "/api/namespace/copy", json={"clusterId": c1, "namespace": src,
                                                                  "toResources": {}, **extra})  # fmt: skip
