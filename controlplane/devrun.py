@@ -3,6 +3,10 @@
 Starts etcd and two kube-apiservers (``meta``: the metadata cluster; ``demo``: a cluster to register)
 under ``run/`` in the project, serves the app with gunicorn against ``meta``, prints the login and the
 path of the demo cluster's kubeconfig, and tears everything down on Ctrl-C. Each run starts empty.
+
+``demo`` is a living cluster (controller manager, scheduler, kwok with three simulated Nodes) holding
+the sample namespace of ``controlplane/demo/sample.yaml``: a Deployment, StatefulSet, DaemonSet,
+CronJob, Services, an Ingress, a ConfigMap, a Secret, a PVC bound to its PV and a StorageClass.
 """
 
 from __future__ import annotations
@@ -18,11 +22,37 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 from config.settings import parse_listen
 from controlplane import build
-from controlplane.harness import ControlPlane, ControlPlaneError
+from controlplane.harness import Cluster, ControlPlane, ControlPlaneError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = Path(__file__).resolve().parent / "demo" / "sample.yaml"
+
+
+def create_sample(cluster: Cluster) -> list[str]:
+    """Create every object of the sample manifest in ``cluster``; return ``Kind namespace/name`` lines."""
+    created = []
+    for obj in yaml.safe_load_all(SAMPLE.read_text()):
+        if not obj:
+            continue
+        cluster.create(obj)
+        meta = obj["metadata"]
+        where = f"{meta['namespace']}/" if "namespace" in meta else ""
+        created.append(f"{obj['kind']} {where}{meta['name']}")
+    return created
+
+
+def _pod_phases(cluster: Cluster, namespace: str) -> dict[str, int]:
+    """How many pods of a namespace are in each phase."""
+    _, body = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods")
+    phases: dict[str, int] = {}
+    for pod in body.get("items", []):
+        phase = pod.get("status", {}).get("phase", "Unknown")
+        phases[phase] = phases.get(phase, 0) + 1
+    return phases
 
 
 def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -55,10 +85,17 @@ def main() -> int:
     try:
         binaries = build.build_all(lambda msg: print(msg, flush=True))
         plane = ControlPlane(run_dir / "controlplane", binaries)
-        print("starting etcd and kube-apiservers meta + demo ...", flush=True)
+        print("starting etcd, kube-apiserver meta, and the living cluster demo ...", flush=True)
         plane.start_etcd()
         meta = plane.add_cluster("meta")
-        demo = plane.add_cluster("demo")
+        demo = plane.add_cluster("demo", living=True)
+        assert demo.living is not None
+        print(
+            f"demo is living: kube-controller-manager, kube-scheduler, kwok with nodes {', '.join(demo.living.nodes)}"
+            f" (ready {demo.living.ready_seconds:.1f} s after its API server)",
+            flush=True,
+        )
+        sample = create_sample(demo)
     except (build.BuildError, ControlPlaneError) as exc:
         print(f"could not start the local control plane: {exc}", file=sys.stderr)
         return 1
@@ -88,6 +125,10 @@ def main() -> int:
             f"\nkrm-backend is serving on {url} (ready after {time.monotonic() - started:.0f} s)\n"
             f"  login:               POST {url}/api/auth/login  username={username}  password={password}\n"
             f"  demo kubeconfig:     {demo.kubeconfig_paths['admin']}\n"
+            f"  demo sample objects: {'; '.join(sample)}\n"
+            f"  demo sample pods:    {_pod_phases(demo, 'sample')} (pod logs print {demo.living.log_files['']};"
+            f" exec runs in {demo.living.exec_dir})\n"
+            f"  demo process logs:   {demo.living.dir}\n"
             f"  metadata kubeconfig: {meta.kubeconfig_paths['admin']}\n"
             f"  service log:         {log_path}\n"
             "Ctrl-C stops the service and the control plane.",

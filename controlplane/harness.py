@@ -4,13 +4,48 @@ Every API server gets its own ``--etcd-prefix``, port and certificate directory 
 Per cluster the harness writes three kubeconfigs the way users write them (server URL plus
 ``certificate-authority-data``): ``admin`` (static token, group ``system:masters``), ``limited``
 (authenticated, no RBAC grant, so every call is a 403) and ``cert-admin`` (a client certificate).
-No controller manager runs: namespaces never finish deleting, so tests use unique names.
+
+A bare cluster runs no controller manager: namespaces never finish deleting, so tests use unique names.
+A **living** cluster (``ControlPlane.add_cluster(name, living=True)``) also runs kube-controller-manager,
+kube-scheduler and kwok, so Deployments roll out onto simulated Nodes and pod logs and exec work through
+the API server. How it is wired (see also the README, "Living target clusters"):
+
+- **kwok** (the ``kwok`` controller, flags as kwokctl's binary runtime passes them:
+  ``--manage-all-nodes=true --kubeconfig --config --tls-cert-file --tls-private-key-file --node-ip
+  --node-name --node-port --server-address --node-lease-duration-seconds``) manages every Node and the
+  pods bound to them, renews each Node's Lease, and serves the kubelet API (``/containerLogs``,
+  ``/exec``, ...) with TLS on ``127.0.0.1:<kwok port>``. The default Stages kwokctl writes are copied
+  in ``controlplane/kwok/stages.yaml``; the harness appends a ``ClusterLogs`` (every container prints
+  ``<cluster dir>/living/logs/main.log``, container ``sidecar`` prints ``sidecar.log``; CRI log format,
+  followed with fsnotify) and a ``ClusterExec`` (the exec'd command runs as a local process in
+  ``<cluster dir>/living/exec``, the scratch working directory) and passes the file with ``--config``.
+  The node-initialize stage gives every Node the address ``InternalIP=127.0.0.1`` (``--node-ip``),
+  ``Hostname=localhost`` (``--node-name``) and ``daemonEndpoints.kubeletEndpoint.Port`` = kwok's port.
+- **kube-apiserver**: kwokctl passes no kubelet flags at all, so the API server dials the node's
+  preferred address without a client certificate and without verifying kwok's certificate (kwok
+  authenticates nobody). The harness keeps that path and makes it stricter: kwok serves a certificate
+  for ``127.0.0.1``/``localhost`` signed by a per-cluster kubelet CA that the API server verifies
+  (``--kubelet-certificate-authority``), the API server presents a client certificate
+  (``--kubelet-client-certificate/--kubelet-client-key``, which kwok accepts and ignores, as it would a
+  kubelet's webhook-authorised one), and ``--kubelet-preferred-address-types=InternalIP,Hostname``
+  picks 127.0.0.1 first.
+- **kube-controller-manager**: its own client certificate (``system:kube-controller-manager``) and
+  ``--use-service-account-credentials`` (each controller acts as its own service account, as kubeadm
+  runs it), ``--service-account-private-key-file`` = the API server's signing key and ``--root-ca-file``
+  = the API server's serving certificate (the serviceaccount, token and root-CA publisher controllers
+  work), ``--controllers`` = every default controller minus those that need a cloud or a pod network,
+  ``--node-monitor-grace-period`` short (``NODE_MONITOR_GRACE_PERIOD``) so a stopped kwok turns its Nodes
+  NotReady within seconds, no leader election (one instance per cluster).
+- **kube-scheduler**: its own client certificate (``system:kube-scheduler``), no leader election.
+- Each part has its own log next to the API server's; ``Cluster.part(name)`` gives its ``Process``
+  for the fault tools (``stop``, ``start``, ``freeze``, ``thaw``).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
 import os
 import secrets
@@ -27,6 +62,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,8 +72,22 @@ from cryptography.x509.oid import NameOID
 from controlplane import build
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 # The integration framework waits 10 s and envtest 20 s; two busy cores need more headroom.
 START_TIMEOUT = 90.0
+# Living clusters. kwok renews each Node's Lease every quarter of its duration (2 s here, as a kubelet
+# does); the node lifecycle controller marks a Node NotReady once its Lease is older than the grace
+# period. 10 s leaves four missed renewals of slack on two busy cores and keeps fault tests short.
+NODE_LEASE_DURATION = 8
+NODE_MONITOR_GRACE_PERIOD = 10
+LIVING_NODES = 3
+# Every default controller except those that need a cloud provider or a pod network (node IPAM, routes,
+# service load balancers, cloud node lifecycle): they would only log errors here.
+KCM_CONTROLLERS = (
+    "*,-cloud-node-lifecycle-controller,-node-ipam-controller,-node-route-controller,-service-lb-controller"
+)
+LIVING_PARTS = ("kube-controller-manager", "kube-scheduler", "kwok")
+KWOK_STAGES = Path(__file__).resolve().parent / "kwok" / "stages.yaml"
 
 
 class ControlPlaneError(RuntimeError):
@@ -57,6 +107,27 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.2) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; raise after ``timeout`` s.
+
+    Exceptions from the predicate count as "not yet" (a restarting server refuses connections); the
+    last one, or the last falsy value, is named in the error.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last = value
+        except Exception as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise ControlPlaneError(f"{what}: not true after {timeout:.0f} s (last: {last!r})")
+        time.sleep(interval)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -116,6 +187,26 @@ class CertificateAuthority:
         )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
+    def issue_server(self, name: str, ips: tuple[str, ...], dns: tuple[str, ...]) -> tuple[bytes, bytes]:
+        """A serving certificate and key (PEM) for the given addresses, valid for a day."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        names += [x509.DNSName(d) for d in dns]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
     def pem(self) -> bytes:
         """The CA certificate as PEM."""
         return self.cert.public_bytes(serialization.Encoding.PEM)
@@ -152,6 +243,7 @@ class Process:
         if self.popen is None:
             return
         if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
@@ -159,6 +251,16 @@ class Process:
                 self.popen.kill()
                 self.popen.wait(timeout)
         self.popen = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets (the kernel still accepts) but does nothing."""
+        if self.popen is not None:
+            self.popen.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen process carries on."""
+        if self.popen is not None:
+            self.popen.send_signal(signal.SIGCONT)
 
     def check(self) -> None:
         """Raise with the log's tail when the process has exited."""
@@ -169,8 +271,49 @@ class Process:
 
 
 @dataclass
+class LivingParts:
+    """The processes that make a cluster live: controller manager, scheduler and kwok's nodes."""
+
+    dir: Path
+    controller_manager: Process
+    scheduler: Process
+    kwok: Process
+    controller_manager_port: int
+    scheduler_port: int
+    kwok_port: int
+    nodes: tuple[str, ...]
+    log_files: dict[str, Path]  # container name ("" = any other container) -> the file it prints
+    exec_dir: Path  # working directory of every exec'd command
+    ready_seconds: float = 0.0  # how long the last start took until nodes Ready and components healthy
+
+    def processes(self) -> dict[str, Process]:
+        """Name -> process, in start order."""
+        return {
+            "kube-controller-manager": self.controller_manager,
+            "kube-scheduler": self.scheduler,
+            "kwok": self.kwok,
+        }
+
+
+def _healthz(port: int) -> bool:
+    """True when a component's secure port answers ``/healthz`` with ``ok`` (self-signed, so unverified)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the component generated its own certificate; only liveness matters
+    try:
+        with urllib.request.urlopen(f"https://{LOOPBACK}:{port}/healthz", context=ctx, timeout=2) as resp:
+            return resp.status == 200 and resp.read().strip() == b"ok"
+    except (OSError, ssl.SSLError):
+        return False
+
+
+@dataclass
 class Cluster:
-    """One kube-apiserver: a "cluster" with its own port, certificates and etcd prefix."""
+    """One kube-apiserver: a "cluster" with its own port, certificates and etcd prefix.
+
+    When ``living`` is set the cluster also runs a controller manager, a scheduler and kwok; ``stop``
+    and ``start`` then apply to all of them, ``part(name)`` to one.
+    """
 
     name: str
     dir: Path
@@ -179,6 +322,7 @@ class Cluster:
     tokens: dict[str, str]
     client_ca: CertificateAuthority
     kubeconfig_paths: dict[str, Path] = field(default_factory=dict)
+    living: LivingParts | None = None
 
     @property
     def url(self) -> str:
@@ -210,18 +354,46 @@ class Cluster:
             path.chmod(0o600)
             self.kubeconfig_paths[identity] = path
 
-    def request(self, method: str, path: str, body: dict | None = None, identity: str = "admin"):
-        """One raw API call with the admin (or limited) token; returns (status, parsed JSON body)."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        identity: str = "admin",
+        content_type: str = "application/json",
+    ):
+        """One raw API call with the admin (or limited) token; returns (status, parsed JSON body).
+
+        ``content_type`` selects a PATCH flavour (``application/merge-patch+json``, ...).
+        """
         ctx = ssl.create_default_context(cadata=self.ca_pem().decode())
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310 - https to loopback
         req.add_header("Authorization", f"Bearer {self.tokens[identity]}")
-        req.add_header("Content-Type", "application/json")
+        req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:  # noqa: S310
                 return resp.status, _parse(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, _parse(exc.read())
+
+    def create(self, obj: dict) -> dict:
+        """Create any object (its collection found by discovery, as kubectl does); return what was stored."""
+        api_version = obj["apiVersion"]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        status, discovery = self.request("GET", base)
+        if status != 200:
+            raise ControlPlaneError(f"{self.name} does not serve {api_version}: HTTP {status}")
+        resource = next((r for r in discovery["resources"] if r["kind"] == obj["kind"] and "/" not in r["name"]), None)
+        if resource is None:
+            raise ControlPlaneError(f"{self.name} has no kind {obj['kind']} in {api_version}")
+        path = base
+        if resource["namespaced"]:
+            path += f"/namespaces/{obj['metadata'].get('namespace', 'default')}"
+        status, body = self.request("POST", f"{path}/{resource['name']}", obj)
+        if status != 201:
+            raise ControlPlaneError(f"creating {obj['kind']} {obj['metadata']['name']}: HTTP {status} {body}")
+        return body
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll /readyz with the admin token until it answers 200."""
@@ -242,14 +414,63 @@ class Cluster:
             f"{self.name} not ready after {timeout:.0f} s ({last}); log:\n{_tail(self.process.log_path)}"
         )
 
+    def part(self, name: str) -> Process:
+        """The process of one part: ``kube-apiserver`` or, when living, one of ``LIVING_PARTS``."""
+        if name == "kube-apiserver":
+            return self.process
+        if self.living is None:
+            raise ControlPlaneError(f"{self.name} is not a living cluster: it has no {name}")
+        return self.living.processes()[name]
+
+    def nodes_ready(self) -> dict[str, bool]:
+        """Node name -> whether its Ready condition is True, as the API server has it now."""
+        status, body = self.request("GET", "/api/v1/nodes")
+        if status != 200:
+            raise ControlPlaneError(f"listing nodes of {self.name}: HTTP {status}")
+        ready = {}
+        for node in body.get("items", []):
+            conditions = node.get("status", {}).get("conditions") or []
+            ready[node["metadata"]["name"]] = any(
+                c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+            )
+        return ready
+
+    def living_ready(self) -> bool:
+        """True when every simulated Node is Ready and the controller manager and scheduler are healthy."""
+        if self.living is None:
+            return False
+        for proc in self.living.processes().values():
+            proc.check()
+        if not (_healthz(self.living.controller_manager_port) and _healthz(self.living.scheduler_port)):
+            return False
+        ready = self.nodes_ready()
+        return all(ready.get(node) for node in self.living.nodes)
+
+    def wait_living_ready(self, timeout: float = START_TIMEOUT) -> float:
+        """Wait until ``living_ready``; return the seconds it took."""
+        started = time.monotonic()
+        wait_for(self.living_ready, timeout, f"living cluster {self.name} ready")
+        return time.monotonic() - started
+
     def stop(self) -> None:
-        """Stop the API server (its data stays in etcd)."""
+        """Stop the API server and any living parts (the data stays in etcd)."""
+        if self.living is not None:
+            for proc in reversed(self.living.processes().values()):
+                proc.stop()
         self.process.stop()
 
     def start(self) -> None:
-        """Start the API server again on the same port, with the same data and certificates."""
-        self.process.start()
+        """Start the API server again on the same port, with the same data and certificates, then the rest."""
+        if not self.process.running:
+            self.process.start()
         self.wait_ready()
+        if self.living is not None:
+            started = time.monotonic()
+            for proc in self.living.processes().values():
+                if not proc.running:
+                    proc.start()
+            self.wait_living_ready()
+            self.living.ready_seconds = time.monotonic() - started
 
 
 def _parse(payload: bytes) -> dict:
@@ -278,6 +499,25 @@ def make_kubeconfig(name: str, server: str, ca_pem: bytes | None, user: dict) ->
         "users": [{"name": f"{name}-user", "user": user}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-user"}}],
         "current-context": name,
+    }
+
+
+def _node(name: str) -> dict:
+    """A Node for kwok to simulate: labelled like a kubelet labels its own, with kwok's annotation."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
     }
 
 
@@ -321,8 +561,15 @@ class ControlPlane:
             time.sleep(0.1)
         raise ControlPlaneError(f"etcd not healthy after {START_TIMEOUT:.0f} s:\n{_tail(self.etcd.log_path)}")
 
-    def add_cluster(self, name: str) -> Cluster:
-        """Start one more API server named ``name`` and wait until it is ready."""
+    def add_cluster(self, name: str, living: bool = False, nodes: int = LIVING_NODES) -> Cluster:
+        """Start one more API server named ``name`` and wait until it is ready.
+
+        ``living=True`` also starts a controller manager, a scheduler and kwok with ``nodes`` simulated
+        Nodes, and waits until they are Ready (the binaries are built first if the cache lacks them).
+        """
+        if living:
+            missing = tuple(t for t in build.LIVING_TOOLS if t.name not in self.binaries)
+            self.binaries = {**self.binaries, **build.build_all(tools=missing)}
         if self.etcd is None:
             self.start_etcd()
         d = self.root / name
@@ -348,6 +595,8 @@ class ControlPlane:
             "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
             "--endpoint-reconciler-type=none", "--profiling=false",
         ]  # fmt: skip
+        if living:
+            argv += self._kubelet_client_flags(d, client_ca)
         process = Process(f"kube-apiserver {name}", argv, d / "kube-apiserver.log")
         cluster = Cluster(name, d, port, process, tokens, client_ca)
         self.clusters[name] = cluster
@@ -358,7 +607,167 @@ class ControlPlane:
             self.failed = True
             raise
         cluster.write_kubeconfigs()
+        if living:
+            try:
+                self._start_living(cluster, nodes)
+            except ControlPlaneError:
+                self.failed = True
+                raise
         return cluster
+
+    @staticmethod
+    def _kubelet_client_flags(d: Path, client_ca: CertificateAuthority) -> list[str]:
+        """How the API server reaches kwok's kubelet API: verified TLS to 127.0.0.1, with a client cert."""
+        kubelet_ca = CertificateAuthority.create(f"{d.name}-kubelet-ca")
+        pki = d / "living" / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        (pki / "kubelet-ca.crt").write_bytes(kubelet_ca.pem())
+        serving_cert, serving_key = kubelet_ca.issue_server("kwok", (LOOPBACK,), ("localhost",))
+        (pki / "kwok.crt").write_bytes(serving_cert)
+        (pki / "kwok.key").write_bytes(serving_key)
+        client_cert, client_key = client_ca.issue_client("kube-apiserver-kubelet-client")
+        (pki / "apiserver-kubelet-client.crt").write_bytes(client_cert)
+        (pki / "apiserver-kubelet-client.key").write_bytes(client_key)
+        return [
+            f"--kubelet-certificate-authority={pki / 'kubelet-ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
+    def _component_kubeconfig(self, cluster: Cluster, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig file with a client certificate for one component (RBAC knows these users)."""
+        cert, key = cluster.client_ca.issue_client(user, groups, valid_for=dt.timedelta(days=1))
+        config = make_kubeconfig(
+            cluster.name,
+            cluster.url,
+            cluster.ca_pem(),
+            {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)},
+        )
+        path = cluster.dir / "living" / f"{user.replace(':', '-')}.kubeconfig"
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
+
+    def _kwok_config(self, cluster: Cluster, living_dir: Path) -> tuple[Path, dict[str, Path], Path]:
+        """kwok's ``--config``: the default Stages plus what pods print (ClusterLogs) and run (ClusterExec)."""
+        logs = living_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        exec_dir = living_dir / "exec"
+        exec_dir.mkdir(parents=True, exist_ok=True)
+        log_files = {"": logs / "main.log", "sidecar": logs / "sidecar.log"}
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for container, path in log_files.items():
+            # The CRI log format kubelets write: time, stream, P(artial)/F(ull) tag, text.
+            who = container or "main"
+            path.write_text(
+                f"{now} stdout F [{who}] living cluster {cluster.name}: container started\n"
+                f"{now} stdout F [{who}] serving on :8080\n"
+            )
+        documents = [
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterLogs",
+                "metadata": {"name": "krm-logs"},
+                "spec": {
+                    "logs": [
+                        {"containers": ["sidecar"], "logsFile": str(log_files["sidecar"]), "follow": True},
+                        {"logsFile": str(log_files[""]), "follow": True},
+                    ]
+                },
+            },
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterExec",
+                "metadata": {"name": "krm-exec"},
+                "spec": {
+                    "execs": [
+                        {
+                            "local": {
+                                "workDir": str(exec_dir),
+                                "envs": [
+                                    {"name": "KRM_LIVING_CLUSTER", "value": cluster.name},
+                                    {"name": "HOME", "value": str(exec_dir)},
+                                ],
+                            }
+                        }
+                    ]
+                },
+            },
+        ]
+        # JSON documents are YAML; kwok reads a multi-document file.
+        text = KWOK_STAGES.read_text() + "".join(f"---\n{json.dumps(doc, indent=2)}\n" for doc in documents)
+        path = living_dir / "kwok.yaml"
+        path.write_text(text)
+        return path, log_files, exec_dir
+
+    def _start_living(self, cluster: Cluster, nodes: int) -> None:
+        """Create the Nodes, start controller manager, scheduler and kwok, wait until all is ready."""
+        d = cluster.dir / "living"
+        d.mkdir(parents=True, exist_ok=True)
+        names = tuple(f"kwok-node-{i}" for i in range(1, nodes + 1))
+        for node in names:
+            status, body = cluster.request("POST", "/api/v1/nodes", _node(node))
+            if status != 201:
+                raise ControlPlaneError(f"creating node {node} in {cluster.name}: HTTP {status} {body}")
+        kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
+        kcm_config = self._component_kubeconfig(cluster, "system:kube-controller-manager")
+        scheduler_config = self._component_kubeconfig(cluster, "system:kube-scheduler")
+        # kwokctl gives kwok the cluster's admin credentials: it writes Node and Pod status, Leases and
+        # Events for every simulated kubelet, which the Node authorizer would only allow node by node.
+        kwok_config = self._component_kubeconfig(cluster, "kwok-controller", ("system:masters",))
+        kwok_yaml, log_files, exec_dir = self._kwok_config(cluster, d)
+        pki = d / "pki"
+        kcm = [
+            str(self.binaries["kube-controller-manager"]), f"--kubeconfig={kcm_config}",
+            f"--bind-address={LOOPBACK}", f"--secure-port={kcm_port}", f"--cert-dir={d / 'kcm-certs'}",
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={cluster.dir / 'sa.key'}",
+            f"--root-ca-file={cluster.dir / 'certs' / 'apiserver.crt'}",
+            f"--controllers={KCM_CONTROLLERS}",
+            "--node-monitor-period=1s", f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}s",
+            "--kube-api-qps=100", "--kube-api-burst=200", "--profiling=false",
+        ]  # fmt: skip
+        scheduler = [
+            str(self.binaries["kube-scheduler"]), f"--kubeconfig={scheduler_config}",
+            f"--bind-address={LOOPBACK}", f"--secure-port={scheduler_port}",
+            f"--cert-dir={d / 'scheduler-certs'}", "--leader-elect=false",
+            "--kube-api-qps=100", "--kube-api-burst=200", "--profiling=false",
+        ]  # fmt: skip
+        kwok = [
+            str(self.binaries["kwok"]), "--manage-all-nodes=true", f"--kubeconfig={kwok_config}",
+            f"--config={kwok_yaml}", f"--tls-cert-file={pki / 'kwok.crt'}",
+            f"--tls-private-key-file={pki / 'kwok.key'}", f"--node-ip={LOOPBACK}", "--node-name=localhost",
+            f"--node-port={kwok_port}", f"--server-address={LOOPBACK}:{kwok_port}",
+            f"--node-lease-duration-seconds={NODE_LEASE_DURATION}",
+            # Pod IPs are only status fields here; keep them apart from the service range 10.0.0.0/24.
+            "--cidr=10.244.0.0/16",
+        ]  # fmt: skip
+        cluster.living = LivingParts(
+            dir=d,
+            controller_manager=Process(
+                f"kube-controller-manager {cluster.name}", kcm, d / "kube-controller-manager.log"
+            ),
+            scheduler=Process(f"kube-scheduler {cluster.name}", scheduler, d / "kube-scheduler.log"),
+            kwok=Process(f"kwok {cluster.name}", kwok, d / "kwok.log"),
+            controller_manager_port=kcm_port,
+            scheduler_port=scheduler_port,
+            kwok_port=kwok_port,
+            nodes=names,
+            log_files=log_files,
+            exec_dir=exec_dir,
+        )
+        started = time.monotonic()
+        for proc in cluster.living.processes().values():
+            proc.start()
+        try:
+            cluster.wait_living_ready()
+        except ControlPlaneError as exc:
+            tails = "\n".join(
+                f"--- {p.name} ({p.log_path}):\n{_tail(p.log_path, 15)}" for p in cluster.living.processes().values()
+            )
+            raise ControlPlaneError(f"{exc}\n{tails}") from exc
+        cluster.living.ready_seconds = time.monotonic() - started
 
     def stop(self, keep: bool | None = None) -> None:
         """Stop every process; remove the working directory unless something failed (or ``keep``)."""

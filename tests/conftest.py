@@ -1,4 +1,8 @@
-"""Fixtures: one real control plane per test session (etcd + a metadata and two target clusters)."""
+"""Fixtures: one real control plane per test session (etcd + a metadata and two target clusters).
+
+Living target clusters (controller manager, scheduler, kwok nodes) join the same control plane only
+when a test asks for ``living1`` or ``living2``.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,23 @@ def target1(control_plane: ControlPlane) -> Cluster:
 def target2(control_plane: ControlPlane) -> Cluster:
     """Another target cluster."""
     return control_plane.clusters["target2"]
+
+
+@pytest.fixture(scope="session")
+def living1(control_plane: ControlPlane) -> Cluster:
+    """A living target cluster: Deployments roll out onto kwok's simulated Nodes, logs and exec work.
+
+    Started the first time a test asks for it (about 10 s warm), then shared by the session: use unique
+    namespaces and leave its Nodes and processes as you found them (fault tests use ``living2``).
+    Poll with ``controlplane.harness.wait_for(predicate, timeout, what)``, never sleep.
+    """
+    return control_plane.add_cluster("living1", living=True)
+
+
+@pytest.fixture(scope="session")
+def living2(control_plane: ControlPlane) -> Cluster:
+    """A second living target cluster, started only when a test asks for it; the one fault tests break."""
+    return control_plane.add_cluster("living2", living=True)
 
 
 @pytest.fixture(scope="session")
