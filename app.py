@@ -19,6 +19,7 @@ from controllers.cluster import ClusterContext
 from controllers.cluster.clients import ClusterClients
 from controllers.cluster.registry import ClusterRegistry
 from controllers.resources.generic import Platform
+from controllers.terminal import SessionRegistry, Terminal, TerminalLimits
 from initcontroller import Bootstrap
 from utils import kube, logs
 from utils.informer import MetadataInformer
@@ -79,6 +80,19 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         metadata_uid=metadata.kube_system_uid,
     )
     app.extensions["krm.platform.max_body"] = settings.resource_max_body_bytes
+    platform = app.extensions["krm.platform"]
+    sessions = SessionRegistry(settings.ws_max_sessions)
+    app.extensions["krm.terminal"] = Terminal(
+        registry=sessions,
+        limits=TerminalLimits(
+            max_sessions=settings.ws_max_sessions,
+            log_max_seconds=settings.log_max_seconds,
+            exec_idle_seconds=settings.exec_idle_seconds,
+            exec_max_seconds=settings.exec_max_seconds,
+            budget_seconds=settings.route_budget,
+        ),
+        open_client=lambda cluster_id: platform.clients.use(cluster_id, platform.budget()),
+    )
     boot = Bootstrap(settings, metadata)
     backend = Backend(
         settings,
@@ -89,6 +103,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         revocations=RevocationList(metadata, watch_seconds=settings.watch_timeout),
         login_limiter=LoginLimiter(settings.login_max_failures, settings.login_lockout_seconds),
         cluster_clients=cluster_clients,
+        sessions=sessions,
     )
     # Watching and probing need the namespace (and the Lease lives there): start them after bootstrap.
     boot.on_ready = lambda _credentials: backend.start_background()

@@ -10,6 +10,7 @@ from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.cluster import ClusterContext
 from controllers.cluster.clients import ClientSweeper, ClusterClients
+from controllers.terminal import SessionRegistry
 from initcontroller import Bootstrap
 from utils.informer import MetadataInformer
 from utils.metadata import MetadataCluster
@@ -29,6 +30,8 @@ class Backend:
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     # The platform's per-cluster clients (None in wiring without the resource routes).
     cluster_clients: ClusterClients | None = None
+    # WebSocket sessions of this process (pod/log, pod/exec); ended first on shutdown.
+    sessions: SessionRegistry | None = None
     _sweeper: ClientSweeper | None = None
 
     @property
@@ -47,7 +50,9 @@ class Backend:
             self._sweeper.start()
 
     def stop(self) -> None:
-        """Stop background work."""
+        """Stop background work (WebSocket sessions first: they get a close frame, not a dropped socket)."""
+        if self.sessions is not None:
+            self.sessions.shutdown(wait_seconds=2.0)
         self.bootstrap.stop()
         if self.informer is not None:
             self.informer.stop()
