@@ -205,13 +205,17 @@ def _serve(kind: str) -> Response:
     return reply
 
 
+# Werkzeug matches a handshake only to a rule marked ``websocket`` (and a plain request only to one that
+# is not), so each path has both: the plain one answers the 400 envelope.
 @bp.route("/pod/log", methods=["GET", "POST"])
+@bp.route("/pod/log", methods=["GET"], websocket=True, endpoint="pod_log")
 def pod_log() -> Response:
     """Follow a pod's log: one text frame per line."""
     return _serve("log")
 
 
 @bp.route("/pod/exec", methods=["GET", "POST"])
+@bp.route("/pod/exec", methods=["GET"], websocket=True, endpoint="pod_exec")
 def pod_exec() -> Response:
     """A terminal in a container."""
     return _serve("exec")
