@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import time
 import uuid
@@ -93,6 +95,33 @@ def longrunning(cluster: Cluster, subresource: str) -> float:
                 and f'subresource="{subresource}"' in line:  # fmt: skip
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def upstream_connections(svc: Service, port: int) -> int:
+    """Established TCP connections from the service's worker processes to ``port`` (the kernel's view)."""
+    assert svc.process is not None
+    master = svc.process.pid
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == master:
+                    pids.append(entry)
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            parts = line.split()
+            if int(parts[2].split(":")[1], 16) == port and parts[3] == "01" and parts[9] in inodes:
+                count += 1
+    return count
 
 
 def append_log(cluster: Cluster, text: str) -> None:
@@ -264,8 +293,8 @@ def test_exec_round_trip_exit_code(service: Service, living_id: str, running_pod
     assert "hello-42" in exec_output(ws, "hello-42")
     ws.send(json.dumps({"messageType": "unknown"}))  # ignored
     ws.send_binary(b"exit 3\n")
-    _, code, reason = frames_until_close(ws)
-    assert code == 1000 and "3" in reason
+    texts, code, reason = frames_until_close(ws)
+    assert code == 1000 and "3" in reason, (code, reason, texts[-3:])
     ends = wait_for(lambda: [a for a in audit_lines(service, "exec") if "exitCode" in a], 10, "audit end")
     assert ends[-1]["exitCode"] == 3 and ends[-1]["command"] == "/bin/sh"
     assert all("hello" not in json.dumps(a) for a in audit_lines(service, "exec"))
@@ -284,16 +313,18 @@ def test_exec_missing_shell_written_then_closed(service: Service, living_id: str
 
 def test_exec_browser_close_cancels_upstream(service: Service, living1: Cluster, living_id: str,
                                              running_pod: tuple[str, str]) -> None:  # fmt: skip
-    """Closing the browser ends the exec on the API server too."""
+    """Closing the browser closes the exec's own connection to the API server at once."""
     namespace, pod = running_pod
-    before = longrunning(living1, "exec")
+    before = upstream_connections(service, living1.port)
     ws = connect(service, "exec", clusterId=living_id, nameSpace=namespace, name=pod, defaultCommand="/bin/sh")
     ws.send(json.dumps({"messageType": "input", "data": "echo ready\n"}))
     exec_output(ws, "ready")
-    wait_for(lambda: longrunning(living1, "exec") >= before + 1, 20, "exec open on the API server")
+    during = wait_for(lambda: upstream_connections(service, living1.port) >= before + 1 and
+                      upstream_connections(service, living1.port), 20, "exec connection open")  # fmt: skip
     ws.close()
     ws.shutdown()
-    wait_for(lambda: longrunning(living1, "exec") <= before, 20, "upstream exec closed")
+    wait_for(lambda: upstream_connections(service, living1.port) <= during - 1, 20, "exec connection closed")
+    wait_for(lambda: any(a.get("endReason") == "client closed" for a in audit_lines(service, "exec")), 10, "audit")
 
 
 def test_session_limit_closes_1013(make_service: Any, living1: Cluster, running_pod: tuple[str, str]) -> None:

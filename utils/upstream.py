@@ -14,6 +14,7 @@ binary message starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 error/
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,10 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from utils import kube
 
 CHANNEL_STDIN, CHANNEL_STDOUT, CHANNEL_STDERR, CHANNEL_ERROR, CHANNEL_RESIZE = 0, 1, 2, 3, 4
+CHANNEL_CLOSE = 255  # v5.channel.k8s.io: [255, n] closes the stream of channel n
+# A runtime that reports a non-zero exit as an error text rather than NonZeroExitCode (kwok's local
+# exec: "... cmd wait: /bin/sh : exit status 3"; containerd: "... exit code 3").
+_EXIT_TEXT = re.compile(r"exit (?:status|code) (\d+)\s*$")
 EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 # urllib3 connection arguments that a client's pool manager may carry (TLS, server name, sockets).
 _CONNECTION_KEYS = frozenset({
@@ -210,6 +215,8 @@ class ExecStream:
         with contextlib.suppress(Exception):
             if self._ws.sock is not None:
                 self._ws.sock.settimeout(1.0)
+            if self.protocol.startswith("v5."):
+                self._ws.send_binary(bytes([CHANNEL_CLOSE, CHANNEL_STDIN]))  # v5: stdin is done
             self._ws.send_close()
         with contextlib.suppress(Exception):
             self._ws.abort()  # shuts the socket down: a reader blocked in recv returns at once
@@ -273,4 +280,8 @@ def exec_status(payload: bytes) -> tuple[int | None, str]:
                 with contextlib.suppress(TypeError, ValueError):
                     return int(str(cause.get("message"))), ""
         return 1, ""
-    return None, " ".join(str(status.get("message") or "exec failed").split())[:1000]
+    message = " ".join(str(status.get("message") or "exec failed").split())[:1000]
+    exited = _EXIT_TEXT.search(message)
+    if exited and "executable file not found" not in message and "no such file" not in message:
+        return int(exited.group(1)), ""
+    return None, message
