@@ -362,3 +362,19 @@ def test_shutdown_closes_sessions_1001(make_service: Any, living1: Cluster, runn
     assert code == 1001
     svc.process.wait(15)
     assert time.monotonic() - started < 15
+
+
+def test_idle_and_max_duration_end_sessions(make_service: Any, living1: Cluster, running_pod: tuple[str, str]) -> None:
+    """EXEC_IDLE_SECONDS ends an exec without input; LOG_MAX_SECONDS ends a log follow; both close 1000."""
+    svc = make_service(env={"EXEC_IDLE_SECONDS": "2", "LOG_MAX_SECONDS": "2", "PROBE_ENABLED": "false"}, workers=1)
+    cluster_id = unique("idle")
+    added = svc.api("POST", "/api/cluster/add", json={"id": cluster_id, "kubeconfig": kubeconfig_text(living1)})
+    assert added["status"] == 200, added
+    namespace, pod = running_pod
+    texts, code, reason = frames_until_close(connect(svc, "exec", clusterId=cluster_id, nameSpace=namespace,
+                                                     name=pod, defaultCommand="/bin/sh"))  # fmt: skip
+    assert (code, reason) == (1000, "idle timeout") and "会话空闲超时" in "".join(texts)
+    texts, code, reason = frames_until_close(connect(svc, "log", clusterId=cluster_id, nameSpace=namespace, name=pod))
+    assert (code, reason) == (1000, "max duration") and texts[-1] == "日志跟踪时长已达上限"
+    ends = [a.get("endReason") for a in audit_lines(svc, "exec") + audit_lines(svc, "log") if "endReason" in a]
+    assert {"idle timeout", "max duration"} <= set(ends)
