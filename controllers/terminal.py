@@ -368,7 +368,13 @@ def split_lines(buffer: bytes, final: bool = False) -> tuple[list[str], bytes]:
 
 
 def _pump_log(session: Session, stream: upstream.LogStream, browser: Browser) -> None:
-    """Copy the log to the browser, one text frame per line, until it ends or the session stops."""
+    """Open the log, then copy it to the browser, one text frame per line, until it ends or the session stops."""
+    try:
+        stream.open()
+    except kube.KubeError as exc:
+        if not session.stopped.is_set():
+            _refuse(session, _kube_failure(MSG_LOG_FAILED, exc, session.target.cluster_id))
+        return
     buffer = b""
     try:
         for chunk in stream.chunks():
@@ -403,11 +409,7 @@ def run_log(terminal: Terminal, browser: Browser, target: Target, tail_lines: in
             query: dict[str, Any] = {"container": session.container, "tailLines": tail_lines}
             if follow:
                 query["follow"] = "true"
-            try:
-                stream = upstream.open_log(client, target.namespace, target.pod, query,
-                                           (2.0, STREAM_HEADERS_SECONDS))  # fmt: skip
-            except kube.KubeError as exc:
-                raise _kube_failure(MSG_LOG_FAILED, exc, target.cluster_id) from None
+            stream = upstream.LogStream(client, target.namespace, target.pod, query, 2.0)
         session.on_stop(stream.close)
         pump = threading.Thread(target=_pump_log, args=(session, stream, browser), name=f"log-{session.id}",
                                 daemon=True)  # fmt: skip

@@ -378,3 +378,24 @@ def test_idle_and_max_duration_end_sessions(make_service: Any, living1: Cluster,
     assert (code, reason) == (1000, "max duration") and texts[-1] == "日志跟踪时长已达上限"
     ends = [a.get("endReason") for a in audit_lines(svc, "exec") + audit_lines(svc, "log") if "endReason" in a]
     assert {"idle timeout", "max duration"} <= set(ends)
+
+
+def test_log_without_history_waits_for_the_first_line(service: Service, living1: Cluster, living_id: str,
+                                                      running_pod: tuple[str, str]) -> None:  # fmt: skip
+    """tailLines=0: nothing to send yet (the API server may hold its headers), then the next line arrives."""
+    namespace, pod = running_pod
+    ws = connect(service, "log", clusterId=living_id, nameSpace=namespace, name=pod, tailLines="0")
+    wait_for(lambda: longrunning(living1, "log") >= 1, 20, "log stream open on the API server")
+    # Longer than the connect timeout: the wait for the first line must neither time out nor close.
+    quiet_until = time.monotonic() + 3
+    ws.settimeout(0.5)
+    while time.monotonic() < quiet_until:
+        with contextlib.suppress(websocket.WebSocketTimeoutException):
+            opcode, _ = ws.recv_data(control_frame=True)
+            assert opcode != websocket.ABNF.OPCODE_CLOSE, "closed while waiting for the first line"
+    marker = f"late-{uuid.uuid4().hex[:8]}"
+    append_log(living1, marker)
+    ws.settimeout(20)
+    assert marker in ws.recv()
+    ws.close()
+    ws.shutdown()

@@ -103,14 +103,51 @@ def _http_error(status: int, body: bytes | str | None, server: str) -> kube.Kube
 
 
 class LogStream:
-    """``GET pods/<name>/log?follow=…``: the body as chunks, cancellable from another thread."""
+    """``GET pods/<name>/log?follow=…``: opened by ``open``, read by ``chunks``, cancelled by ``close``.
 
-    def __init__(self, connection: HTTPConnection, response: Any) -> None:
-        """Wrap an open connection and its 200 response; use ``open_log``."""
-        self._connection = connection
-        self._response = response
+    Any of them may run on another thread than ``close``: a reader blocked in the wait for the answer or
+    for the next chunk returns at once when ``close`` shuts the socket down.
+    """
+
+    def __init__(self, client: kube.KubeClient, namespace: str, name: str, query: dict[str, Any],
+                 connect_timeout: float) -> None:  # fmt: skip
+        """Prepare the request from the client's settings (nothing is sent yet)."""
+        endpoint = _Endpoint(client)
+        self._server = endpoint.server
+        self._url = f"{endpoint.base_path}{pod_path(namespace, name, 'log')}?{urlencode(query)}"
+        self._headers = {"Accept": "*/*", **endpoint.auth_headers}
+        if endpoint.host_header:
+            self._headers["Host"] = endpoint.host_header
+        self._connection = endpoint.connection(connect_timeout)
+        self._response: Any = None
         self._lock = threading.Lock()
         self.closed = False
+
+    def open(self) -> None:
+        """Connect (bounded by the connect timeout), send, and wait for the answer without a limit.
+
+        The API server answers when the kubelet does, and a followed log that has nothing to show yet may
+        send its headers only with the first line; the session's own limits and ``close`` bound the wait.
+        """
+        try:
+            self._connection.connect()
+            self._connection.timeout = None  # urllib3 applies it to the socket in getresponse
+            if self._connection.sock is not None:
+                self._connection.sock.settimeout(None)
+            self._connection.request("GET", self._url, headers=self._headers, preload_content=False)
+            response = self._connection.getresponse()
+            if response.status != 200:
+                raise _http_error(response.status, response.read(65536), self._server)
+            self._response = response
+        except kube.KubeError:
+            self.close()
+            raise
+        except Exception as exc:
+            closed = self.closed
+            self.close()
+            if closed:
+                raise kube.Unreachable("log stream cancelled") from None
+            raise kube.translate(exc, self._server) from None
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it arrives (each chunk as the server flushed it); ends when the stream ends."""
@@ -118,7 +155,7 @@ class LogStream:
             yield from self._response.stream(amt=65536, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError):
             if not self.closed:
-                raise kube.Unreachable(f"log stream broken ({self._connection.host})") from None
+                raise kube.Unreachable(f"log stream broken ({self._server})") from None
 
     def close(self) -> None:
         """Cancel the stream now: shut the socket down (unblocks a reader), then close it."""
@@ -132,38 +169,6 @@ class LogStream:
                 sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(Exception):
             self._connection.close()
-
-
-def open_log(client: kube.KubeClient, namespace: str, name: str, query: dict[str, Any],
-             timeout: tuple[float, float]) -> LogStream:  # fmt: skip
-    """Open a log stream; ``timeout`` bounds the connect and the wait for the answer's headers.
-
-    After the headers the socket waits without a limit: a followed log may stay silent for hours,
-    and the caller bounds the session instead.
-    """
-    endpoint = _Endpoint(client)
-    url = f"{endpoint.base_path}{pod_path(namespace, name, 'log')}?{urlencode(query)}"
-    headers = {"Accept": "*/*", **endpoint.auth_headers}
-    if endpoint.host_header:
-        headers["Host"] = endpoint.host_header
-    connection = endpoint.connection(timeout[0])
-    try:
-        connection.request("GET", url, headers=headers, preload_content=False)
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout[1])
-        response = connection.getresponse()
-        if response.status != 200:
-            body = response.read(65536)
-            raise _http_error(response.status, body, endpoint.server)
-        if connection.sock is not None:
-            connection.sock.settimeout(None)
-    except kube.KubeError:
-        connection.close()
-        raise
-    except Exception as exc:
-        connection.close()
-        raise kube.translate(exc, endpoint.server) from None
-    return LogStream(connection, response)
 
 
 class ExecStream:
