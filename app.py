@@ -19,6 +19,7 @@ from controllers.cluster import ClusterContext, kubeconfig_policy
 from controllers.cluster.clients import ClientSweeper, ClusterClients
 from controllers.cluster.registry import ClusterRegistry
 from controllers.resources.generic import Platform
+from controllers.terminal import SessionRegistry, Terminal, TerminalLimits
 from initcontroller import Bootstrap
 from utils import kube, logs
 from utils.informer import MetadataInformer
@@ -39,6 +40,8 @@ class Backend:
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     # The platform's per-cluster clients (None in wiring without the resource routes).
     cluster_clients: ClusterClients | None = None
+    # WebSocket sessions of this process (pod/log, pod/exec); ended first on shutdown.
+    sessions: SessionRegistry | None = None
     _sweeper: ClientSweeper | None = None
 
     @property
@@ -57,7 +60,9 @@ class Backend:
             self._sweeper.start()
 
     def stop(self) -> None:
-        """Stop background work."""
+        """Stop background work (WebSocket sessions first: they get a close frame, not a dropped socket)."""
+        if self.sessions is not None:
+            self.sessions.shutdown(wait_seconds=2.0)
         self.bootstrap.stop()
         if self.informer is not None:
             self.informer.stop()
@@ -125,6 +130,19 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         metadata_uid=metadata.kube_system_uid,
     )
     app.extensions["krm.platform.max_body"] = settings.resource_max_body_bytes
+    platform = app.extensions["krm.platform"]
+    sessions = SessionRegistry(settings.ws_max_sessions)
+    app.extensions["krm.terminal"] = Terminal(
+        registry=sessions,
+        limits=TerminalLimits(
+            max_sessions=settings.ws_max_sessions,
+            log_max_seconds=settings.log_max_seconds,
+            exec_idle_seconds=settings.exec_idle_seconds,
+            exec_max_seconds=settings.exec_max_seconds,
+            budget_seconds=settings.route_budget,
+        ),
+        open_client=lambda cluster_id: platform.clients.use(cluster_id, platform.budget()),
+    )
     boot = Bootstrap(settings, metadata)
     backend = Backend(
         settings,
@@ -135,6 +153,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         revocations=RevocationList(metadata, watch_seconds=settings.watch_timeout),
         login_limiter=LoginLimiter(settings.login_max_failures, settings.login_lockout_seconds),
         cluster_clients=cluster_clients,
+        sessions=sessions,
     )
     # Watching and probing need the namespace (and the Lease lives there): start them after bootstrap.
     boot.on_ready = lambda _credentials: backend.start_background()

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,11 @@ _host, _port = _settings.host, _settings.port
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 # Two workers by default on two cores; threads cover requests that wait on a cluster.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Each WebSocket session (pod/log, pod/exec) holds the thread that accepted it for its whole life, so a
+# worker gets WS_MAX_SESSIONS threads on top: with every session slot taken, GUNICORN_THREADS threads
+# still serve ordinary requests (and refuse the sessions over the limit with close 1013). An idle
+# thread costs no CPU; its stack is mapped but only the touched pages count (docs/benchmarks.md).
+threads = int(os.environ.get("GUNICORN_THREADS", "4")) + _settings.ws_max_sessions
 worker_class = "gthread"
 # A request is bounded by the Kubernetes timeouts (a few seconds); 30 s only catches a stuck worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -88,6 +93,27 @@ def when_ready(server):
     """The master is listening: start the prober process (unless PROBE_ENABLED=false)."""
     if _settings.probe_enabled:
         _prober.start(server)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end the worker's WebSocket sessions at once (close 1001), inside the grace period.
+
+    gthread waits for open connections before it exits: without this, a session would hold the worker
+    until GUNICORN_GRACEFUL_TIMEOUT and then be cut without a close frame.
+    """
+    backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("krm")
+    sessions = getattr(backend, "sessions", None)
+    if sessions is None:
+        return
+    original = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        # In the signal handler only start the work: closing sockets may block for a moment.
+        threading.Thread(target=sessions.shutdown, name="ws-shutdown", daemon=True).start()
+        if callable(original):
+            original(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def worker_exit(server, worker):

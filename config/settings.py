@@ -114,6 +114,16 @@ class Settings:
     secret_list_data: str = "none"  # noqa: S105 - a mode, not a password
     # tools/yaml creates anything the stored kubeconfig may create: an operator can turn it off (403).
     enable_tools_yaml: bool = True
+    # WebSocket sessions (pod/log, pod/exec; contract-platform.md §3). Each session holds one gunicorn
+    # thread, so gunicorn.conf.py adds this many threads to GUNICORN_THREADS: sessions never take the
+    # threads of ordinary requests. Over the limit a session gets an error frame and close 1013.
+    ws_max_sessions: int = 50
+    # The frontend's nginx closes a proxied socket silent for 60 s: ping well inside that.
+    ws_ping_seconds: float = 25.0
+    log_max_seconds: float = 300.0  # Go's log stream stops after 5 min
+    exec_idle_seconds: float = 1800.0  # no input from the browser for this long ends an exec
+    exec_max_seconds: float = 14400.0  # an exec ends after 4 h whatever happens
+    enable_pod_exec: bool = True  # false: pod/exec answers 403 功能已关闭 (§5 #21)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +187,12 @@ class Settings:
             else cls.protected_namespaces,
             secret_list_data=env.get("SECRET_LIST_DATA", "none").strip().lower() or "none",
             enable_tools_yaml=not env.get("ENABLE_TOOLS_YAML") or _bool(env, "ENABLE_TOOLS_YAML"),
+            ws_max_sessions=_int(env, "WS_MAX_SESSIONS", 50, minimum=1),
+            ws_ping_seconds=_float(env, "WS_PING_SECONDS", 25.0),
+            log_max_seconds=_float(env, "LOG_MAX_SECONDS", 300.0),
+            exec_idle_seconds=_float(env, "EXEC_IDLE_SECONDS", 1800.0),
+            exec_max_seconds=_float(env, "EXEC_MAX_SECONDS", 14400.0),
+            enable_pod_exec=not env.get("ENABLE_POD_EXEC", "").strip() or _bool(env, "ENABLE_POD_EXEC"),
         )
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 import orjson
@@ -90,12 +91,39 @@ def _authenticate() -> None:
         return
     if request.path.rstrip("/") in PUBLIC_API:
         return
-    header = request.headers.get("Authorization")
-    token = auth_controller.token_from_header(header)
-    b = require_ready()
-    g.claims = auth_controller.verify(token)
+    if is_websocket_upgrade() and _offered_subprotocols():
+        b = require_ready()
+        offered = _offered_subprotocols()
+        for candidate in offered:
+            # The browser offers the token as its only subprotocol (§3.1); the one that validates is echoed.
+            with contextlib.suppress(AuthFailed):
+                g.claims = _valid_claims(b, candidate)
+                g.ws_subprotocol = candidate
+                return
+        if not request.headers.get("Authorization", "").strip():
+            raise AuthFailed(MSG_BAD_TOKEN)
+    token = auth_controller.token_from_header(request.headers.get("Authorization"))
+    g.claims = _valid_claims(require_ready(), token)
+
+
+def _valid_claims(b: Wiring, token: str) -> dict:
+    """The claims of a token that is valid and not logged out; ``AuthFailed`` otherwise."""
+    claims = auth_controller.verify(token)
     if b.revocations is not None and b.revocations.is_revoked(token):
         raise AuthFailed(MSG_BAD_TOKEN)  # logged out: same answer as any other dead token
+    return claims
+
+
+def is_websocket_upgrade() -> bool:
+    """True for a WebSocket handshake (Go reads the subprotocol whenever both headers say so)."""
+    connection = {part.strip().lower() for part in request.headers.get("Connection", "").split(",")}
+    return "upgrade" in connection and request.headers.get("Upgrade", "").strip().lower() == "websocket"
+
+
+def _offered_subprotocols() -> list[str]:
+    """The subprotocols a handshake offers; the logged-out frontend's ``null`` counts as none."""
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip() and p.strip() != "null"]
 
 
 def _is_api() -> bool:
@@ -178,6 +206,7 @@ def register(app: Flask) -> None:
     from routers.health import bp as health_bp
     from routers.openapi import bp as openapi_bp
     from routers.resources import bp as resources_bp
+    from routers.terminal import bp as terminal_bp
 
     metrics.instrument(app)  # first, so that its timer starts before any other before-request work
     app.register_blueprint(health_bp)
@@ -187,6 +216,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(cluster_bp)
     app.register_blueprint(resources_bp)
     app.register_blueprint(composite_bp)
+    app.register_blueprint(terminal_bp)
     cors.init_app(app)  # its preflight answer runs before the token check
     app.before_request(_authenticate)
     app.register_error_handler(ServiceError, _service_error)
@@ -194,4 +224,4 @@ def register(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected)
 
 
-__all__ = ["AuthFailed", "Wiring", "backend", "json_body", "register", "require_ready"]
+__all__ = ["AuthFailed", "Wiring", "backend", "is_websocket_upgrade", "json_body", "register", "require_ready"]

@@ -430,6 +430,52 @@ for _ep, _methods, _body, _tag, _summary, _text, _ok, _fail, _example in _COMPOS
                                                           _example)  # fmt: skip
 
 
+def _ws_query(*extra: tuple[str, str]) -> tuple[dict[str, Any], ...]:
+    """The query parameters of a WebSocket route (§3)."""
+    fields = (("clusterId", "the cluster (also `clusterid`, `cluster_id`)"),
+              ("nameSpace", "the Pod's namespace (also `namespace`); default `default`"),
+              ("name", "the Pod"), ("container", "default: the Pod's first container"), *extra)  # fmt: skip
+    return tuple({"name": name, "in": "query", "required": name in ("clusterId", "name"),
+                  "schema": {"type": "string"}, "description": text} for name, text in fields)  # fmt: skip
+
+
+_WS_TEXT = (" A WebSocket (GET with upgrade headers); the token comes as the only offered subprotocol "
+            "(`Sec-WebSocket-Protocol: <token>`, echoed) or in `Authorization`. Refusals before the upgrade are "
+            "envelopes (401 token, 400 `需要WebSocket连接` without upgrade headers); after it, one text frame with "
+            "the reason and close 1008 (bad input), 1011 (cluster) or 1013 (`WS_MAX_SESSIONS` reached). "
+            "A ping every `WS_PING_SECONDS`; frames from the browser are limited to 64 KiB.")  # fmt: skip
+for _method in ("GET", "POST"):
+    OPERATIONS[("terminal.pod_log", _method)] = Operation(
+        summary=f"Follow a Pod's log over WebSocket ({_method})",
+        tag="pod",
+        operation_id=f"podLog{_method.capitalize()}",
+        description="One text frame per log line (valid UTF-8, lines cut at 64 KiB), following new lines until "
+        "the browser closes or `LOG_MAX_SECONDS`." + _WS_TEXT,
+        query=_ws_query(
+            ("tailLines", "lines of history, default 100, at most 10000"), ("follow", "`true` (default) or `false`")
+        ),
+        data="Empty",
+        ok_message=c.MSG_WS_REQUIRED,
+        failure=(400, c.MSG_WS_REQUIRED),
+    )
+    OPERATIONS[("terminal.pod_exec", _method)] = Operation(
+        summary=f"A terminal in a container over WebSocket ({_method})",
+        tag="pod",
+        operation_id=f"podExec{_method.capitalize()}",
+        description="Runs `defaultCommand` (else `defaultComamnd`, else `/bin/bash`) with a TTY. Browser frames: "
+        '`{"messageType":"input","data":"…"}`, `{"messageType":"resize","rows":R,"cols":C}`, or binary stdin; '
+        "server frames: the terminal's output as UTF-8 text. Close 1000 when the process exits. "
+        "`ENABLE_POD_EXEC=false`: 403 `功能已关闭`." + _WS_TEXT,
+        query=_ws_query(
+            ("defaultCommand", "the command (one argv element)"),
+            ("defaultComamnd", "the same (the frontend's first exec spells it so)"),
+        ),
+        data="Empty",
+        ok_message=c.MSG_WS_REQUIRED,
+        failure=(400, c.MSG_WS_REQUIRED),
+    )
+
+
 class RoutesDisagree(ValueError):
     """The app's routes and ``OPERATIONS`` differ; the message lists every difference."""
 

@@ -99,7 +99,9 @@ def _create_deployment(cluster: Cluster, ns: str, name: str, replicas: int, **kw
         "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", _deployment(name, replicas, **kwargs)
     )
     assert status == 201, body
-    return wait_for(lambda: _running(cluster, ns, name, replicas), ROLLOUT, f"{replicas} pods of {name} Running")
+    pods = wait_for(lambda: _running(cluster, ns, name, replicas), ROLLOUT, f"{replicas} pods of {name} Running")
+    assert pods is not None  # wait_for returns the first truthy answer
+    return pods
 
 
 def _patch(cluster: Cluster, path: str, patch: dict) -> None:
