@@ -39,7 +39,7 @@ from config.constants import (
     MSG_WS_TOO_MANY,
 )
 from controllers.errors import ServiceError
-from utils import kube, logs, upstream
+from utils import kube, logs, metrics, upstream
 
 # WebSocket close codes (RFC 6455 §7.4.1).
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1001, 1008, 1011, 1013
@@ -188,12 +188,16 @@ class SessionRegistry:
             if self._closing or len(self._sessions) >= self.max_sessions:
                 return False
             self._sessions.add(session)
-            return True
+        metrics.observe_ws_session(session.kind, 1)
+        return True
 
     def release(self, session: Session) -> None:
         """Count a finished session out."""
         with self._lock:
+            if session not in self._sessions:
+                return
             self._sessions.discard(session)
+        metrics.observe_ws_session(session.kind, -1)
 
     def count(self) -> int:
         """Sessions running now."""

@@ -81,6 +81,16 @@ def frames_until_close(ws: websocket.WebSocket, limit: float = 30.0) -> tuple[li
     raise AssertionError(f"no close within {limit} s; got {texts[-5:]}")
 
 
+def open_sessions(svc: Service) -> dict[str, float]:
+    """The service's krm_ws_sessions gauge by kind (0 values left out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = svc.call("GET", "/metrics", auth=False)
+    assert resp.status_code == 200, resp.text
+    return {sample.labels["kind"]: sample.value for family in text_string_to_metric_families(resp.text)
+            for sample in family.samples if sample.name == "krm_ws_sessions" and sample.value}  # fmt: skip
+
+
 def longrunning(cluster: Cluster, subresource: str) -> float:
     """The API server's own count of open long-running requests on pods/<subresource>."""
     import requests
@@ -346,8 +356,11 @@ def test_session_limit_closes_1013(make_service: Any, living1: Cluster, running_
     assert code == 1013 and "会话数已达上限" in texts[0]
     # Ordinary requests still have their threads.
     assert svc.api("GET", "/api/cluster/list")["status"] == 200
+    assert open_sessions(svc) == {"exec": 1.0}
     held.close()
     held.shutdown()
+    # The browser close ends the session: the process's count returns to 0.
+    wait_for(lambda: sum(open_sessions(svc).values()) == 0, 20, "session count back to 0")
 
 
 def test_shutdown_closes_sessions_1001(make_service: Any, living1: Cluster, running_pod: tuple[str, str]) -> None:

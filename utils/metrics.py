@@ -14,7 +14,7 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -58,11 +58,24 @@ CLIENT_BUILDS = Counter(
     "Clients of registered clusters built by the platform's client cache (a new TLS connection each).",
     registry=_LOCAL,
 )
+# livesum: a scrape adds up the running workers' values (a dead worker's sessions died with it).
+WS_SESSIONS = Gauge(
+    "krm_ws_sessions",
+    "WebSocket sessions (pod/log, pod/exec) open now, summed over the running workers.",
+    ["kind"],
+    multiprocess_mode="livesum",
+    registry=_LOCAL,
+)
 
 
 def observe_client_build() -> None:
     """The client cache built a client for a registered cluster."""
     CLIENT_BUILDS.inc()
+
+
+def observe_ws_session(kind: str, delta: int) -> None:
+    """A WebSocket session of ``kind`` (log, exec) was admitted (+1) or ended (-1)."""
+    WS_SESSIONS.labels(kind=kind).inc(delta)
 
 
 def method_label(method: str) -> str:
