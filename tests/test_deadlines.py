@@ -206,7 +206,8 @@ def test_add_with_a_hanging_exec_plugin_answers_inside_two_seconds(budget_servic
 def test_a_dripping_cluster_times_out_in_its_probe_while_the_round_goes_on(
     make_service, meta: Cluster, target1: Cluster
 ) -> None:
-    env = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "1", "PROBE_HEARTBEAT": "1", "PROBE_FAILURE_THRESHOLD": "1",
+    env = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "1", "PROBE_HEARTBEAT": "1",
+           "PROBE_FAILURE_THRESHOLD": "1",
            "PROBE_MAX_BACKOFF": "1", "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1",
            "CLUSTER_READ_TIMEOUT": "3"}  # fmt: skip
     svc: Service = make_service(env=env)

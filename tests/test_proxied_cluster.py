@@ -25,7 +25,8 @@ from utils import kube
 from utils.kubeconfig import PINNED_HOST, KubeconfigPolicy
 
 NAME = "k8s.test.invalid"
-FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1", "LEASE_DURATION": "3",
+FAST = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1",
+        "LEASE_DURATION": "3",
         "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
 
 

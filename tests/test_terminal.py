@@ -378,8 +378,9 @@ def test_shutdown_closes_sessions_1001(make_service: Any, living1: Cluster, runn
     svc.process.terminate()
     _, code, _ = frames_until_close(ws)
     assert code == 1001
-    svc.process.wait(15)
-    assert time.monotonic() - started < 15
+    # Inside the grace period (20 s) plus a margin for a busy machine; the sessions end at once.
+    svc.process.wait(30)
+    assert time.monotonic() - started < 25
 
 
 def test_idle_and_max_duration_end_sessions(make_service: Any, living1: Cluster, running_pod: tuple[str, str]) -> None:

@@ -245,12 +245,24 @@ def sweep_stale_credential_dirs(base: str | None = None) -> list[str]:
             if os.lstat(path).st_uid != os.getuid() or not os.path.isdir(path):
                 continue
             os.kill(int(match.group(1)), 0)
+            if not _is_zombie(int(match.group(1))):
+                continue
         except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            pass
         except OSError:
             continue  # alive under another user, or not ours to judge
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed
+
+
+def _is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but is not reaped yet (a killed worker whose parent died too)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _temp_root() -> str:
