@@ -44,6 +44,7 @@ the API server. How it is wired (see also the README, "Living target clusters"):
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import http.client
 import http.server
@@ -805,7 +806,8 @@ class Blackhole:
         self.port = int(self.sock.getsockname()[1])
         self.accepted: list[socket.socket] = []
         self._closed = threading.Event()
-        threading.Thread(target=self._accept, name="blackhole", daemon=True).start()
+        self.thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
+        self.thread.start()
 
     @property
     def url(self) -> str:
@@ -824,7 +826,10 @@ class Blackhole:
     def close(self) -> None:
         """Stop listening and drop every held connection."""
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread; close() alone leaves it blocked
         self.sock.close()
+        self.thread.join(5)
         for conn in self.accepted:
             conn.close()
 

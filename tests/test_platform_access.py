@@ -7,7 +7,6 @@ import contextlib
 import json
 import re
 import socket
-import threading
 import time
 
 from controlplane.harness import Blackhole, Cluster
@@ -165,6 +164,6 @@ def test_a_hanging_cluster_answers_within_the_budget(service: Service, meta: Clu
         with contextlib.suppress(OSError):
             hole.sock.shutdown(socket.SHUT_RDWR)
         hole.close()
-        wait_for(lambda: not [t for t in threading.enumerate() if t.name == "blackhole"], what="blackhole stopped")
+        wait_for(lambda: not hole.thread.is_alive(), what="blackhole stopped")
         for conn in hole.accepted:
             conn.close()
