@@ -397,6 +397,20 @@ def _pump_log(session: Session, stream: upstream.LogStream, browser: Browser) ->
     session.stop(END_STREAM_ENDED, CLOSE_NORMAL, "log stream ended", notice=MSG_LOG_ENDED)
 
 
+def _internal_error(session: Session, exc: Exception, notice: str) -> None:
+    """An unexpected failure: logged with its type, the browser told, the session ended as upstream."""
+    logs.error({"sessionId": session.id, "error": f"{type(exc).__name__}: {exc}"}, f"{session.kind} session failed")
+    session.stop(END_UPSTREAM, CLOSE_INTERNAL, "internal error", notice=notice)
+
+
+def _finish(terminal: Terminal, session: Session, pump: threading.Thread | None) -> None:
+    """End the session (the browser's doing unless a reason was set), wait for its pump, write the end audit."""
+    session.stop(END_CLIENT)
+    if pump is not None:
+        pump.join(PUMP_JOIN_SECONDS)
+    _end(terminal, session)
+
+
 def run_log(terminal: Terminal, browser: Browser, target: Target, tail_lines: int, follow: bool = True) -> None:
     """A pod log session: the last ``tail_lines`` lines, then (with ``follow``) new ones as they come.
 
@@ -423,13 +437,9 @@ def run_log(terminal: Terminal, browser: Browser, target: Target, tail_lines: in
     except SessionRefused as exc:
         _refuse(session, exc)
     except Exception as exc:
-        logs.error({"sessionId": session.id, "error": f"{type(exc).__name__}: {exc}"}, "log session failed")
-        session.stop(END_UPSTREAM, CLOSE_INTERNAL, "internal error", notice=f"{MSG_LOG_FAILED}")
+        _internal_error(session, exc, MSG_LOG_FAILED)
     finally:
-        session.stop(END_CLIENT)
-        if pump is not None:
-            pump.join(PUMP_JOIN_SECONDS)
-        _end(terminal, session)
+        _finish(terminal, session, pump)
 
 
 # Exec -----------------------------------------------------------------------------------------
@@ -551,13 +561,9 @@ def run_exec(terminal: Terminal, browser: Browser, target: Target, command: str)
     except SessionRefused as exc:
         _refuse(session, exc)
     except Exception as exc:
-        logs.error({"sessionId": session.id, "error": f"{type(exc).__name__}: {exc}"}, "exec session failed")
-        session.stop(END_UPSTREAM, CLOSE_INTERNAL, "internal error", notice=f"{MSG_EXEC_FAILED}")
+        _internal_error(session, exc, MSG_EXEC_FAILED)
     finally:
-        session.stop(END_CLIENT)
-        if pump is not None:
-            pump.join(PUMP_JOIN_SECONDS)
-        _end(terminal, session)
+        _finish(terminal, session, pump)
 
 
 def exec_command(default_command: str | None, misspelled: str | None) -> str:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from flask import Blueprint, current_app, request
 from flask.typing import ResponseReturnValue
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, fields
 
 from config.constants import MSG_FEATURE_OFF, MSG_QUERY_OK
 from config.envelope import envelope, ok
 from controllers.resources import composite
 from controllers.resources.cleaning import bad_request
 from controllers.resources.schemas import FIELDS, QUERY_SPELLINGS, StrictBool, Text
-from controllers.schemas import describe_errors
 from routers import backend, require_ready
-from routers.resources import platform, user
+from routers.resources import load, platform, post_fields, user
 from utils.binding import ConflictingKeys, bind_keys, spelling_table
 
 bp = Blueprint("composite", __name__, url_prefix="/api")
@@ -84,26 +82,14 @@ def _fields() -> dict[str, Any]:
         if request.method == "GET":
             picked = {k: v for k, v in request.args.items() if k in GET_SPELLINGS}
             return bind_keys(picked, SPELLINGS)
-        raw = request.get_data(cache=True)
-        if not raw.strip():
-            return {}
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_request("请求体不是有效的 JSON") from None
-        if not isinstance(body, dict):
-            raise bad_request("请求体必须是 JSON 对象")
-        return bind_keys(body, SPELLINGS)
+        return post_fields(SPELLINGS)
     except ConflictingKeys as exc:
         raise bad_request(str(exc)) from None
 
 
 def bind(schema: Schema) -> dict[str, Any]:
     """The request's fields loaded by ``schema``; ``请求出错: <reason>`` on a wrong type."""
-    try:
-        return schema.load(_fields())
-    except ValidationError as exc:
-        raise bad_request(describe_errors(exc.messages)) from None
+    return load(schema, _fields)
 
 
 @bp.route("/cluster/statics", methods=["GET", "POST"])

@@ -7,7 +7,7 @@ A POST ignores its query string. Bind errors answer ``请求出错: <reason>`` b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -69,26 +69,36 @@ def _raw_fields() -> dict[str, Any]:
                     raise bad_request("forceDelete: 必须是 true、false、1 或 0")
                 bound["forceDelete"] = s.QUERY_BOOLEANS[value]
             return bound
-        raw = request.get_data(cache=True)
-        if not raw.strip():
-            return {}  # an empty POST is an empty form: the missing fields say what is wrong
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise bad_request("请求体不是有效的 JSON") from None
-        if not isinstance(body, dict):
-            raise bad_request("请求体必须是 JSON 对象")
-        return bind_keys(body, s.SPELLINGS)
+        return post_fields(s.SPELLINGS)
     except ConflictingKeys as exc:
         raise bad_request(str(exc)) from None
 
 
-def bind(schema: Schema) -> dict[str, Any]:
-    """The request's fields loaded by ``schema``; ``请求出错: <reason>`` on a wrong type."""
+def post_fields(spellings: Mapping[str, str]) -> dict[str, Any]:
+    """A POST's JSON object with canonical keys (any letter case, as Go binds); ``ConflictingKeys`` passes up."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}  # an empty POST is an empty form: the missing fields say what is wrong
     try:
-        return schema.load(_raw_fields())
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request("请求体不是有效的 JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("请求体必须是 JSON 对象")
+    return bind_keys(body, spellings)
+
+
+def load(schema: Schema, read_fields: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The fields ``read_fields`` gives, loaded by ``schema``; ``请求出错: <reason>`` on a wrong type."""
+    try:
+        return schema.load(read_fields())
     except ValidationError as exc:
         raise bad_request(describe_errors(exc.messages)) from None
+
+
+def bind(schema: Schema) -> dict[str, Any]:
+    """The request's fields loaded by ``schema``."""
+    return load(schema, _raw_fields)
 
 
 # The actions: bind, call one controller, wrap the answer. ------------------------------------------

@@ -3,31 +3,22 @@ topology, tools/yaml and autoCreateService, with their faults (contract-platform
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from controlplane.harness import Cluster
 from tests.conftest import kubeconfig_text
-from tests.service import Service, unique
+from tests.service import Service, eventually, unique
 
 FAST = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1",
         "PROBE_MAX_BACKOFF": "1", "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until ``check`` returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s; last value {last!r}")
+# Probe rounds on a busy machine: a longer default than the shared helper's.
+eventually = functools.partial(eventually, timeout=30.0)
 
 
 def register(svc: Service, cluster: Cluster, identity: str = "admin", display: str = "") -> str:

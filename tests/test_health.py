@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 from controllers.cluster.prober import ProbeSettings, ProbeState, advance
 from controlplane.harness import Cluster, make_kubeconfig
 from tests.conftest import kubeconfig_text
-from tests.service import Service, unique
+from tests.service import Service, eventually, unique
 
 # Fast probing and leasing so transitions happen within seconds in tests.
 FAST = {
@@ -26,18 +25,6 @@ FAST = {
     "LEASE_DURATION": "3",
     "LEASE_RENEW_INTERVAL": "1",
 }
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:
-    """Poll until ``check`` returns something truthy; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s; last value {last!r}")
 
 
 def item(svc: Service, cluster_id: str) -> Any:

@@ -9,18 +9,17 @@ certificate for it and keep the path prefix: for add, update, every probe and an
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from controlplane.harness import Cluster, HostRoutingProxy, make_kubeconfig
-from tests.service import Service, unique
+from tests.service import Service, eventually, unique
 from utils import kube
 from utils.kubeconfig import PINNED_HOST, KubeconfigPolicy
 
@@ -45,16 +44,8 @@ def policy() -> KubeconfigPolicy:
     return KubeconfigPolicy.from_strings(host_aliases=[f"{NAME}=127.0.0.1"])
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until ``check`` returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"not met within {timeout} s; last {last!r}")
+# Probe rounds on a busy machine: a longer default than the shared helper's.
+eventually = functools.partial(eventually, timeout=30.0)
 
 
 def test_the_proxy_answers_404_to_requests_for_its_address(proxy: HostRoutingProxy) -> None:

@@ -124,14 +124,9 @@ def items_fragment(body: bytes) -> orjson.Fragment | None:
     return orjson.Fragment(items)
 
 
-def list_raw(platform: Platform, kind: Kind, cluster_id: str, namespace: str = "", label_selector: str = "",
-             field_selector: str = "") -> Any:  # fmt: skip
-    """``list_objects`` without parsing: the server's items passed through as raw JSON.
-
-    A LIST of 5,000 Pods is megabytes of JSON; parsing it into Python objects only to write it out
-    again costs more time and memory than everything else the route does.
-    """
-    empty: dict[str, Any] = {"items": []}
+def _list_request(kind: Kind, namespace: str, label_selector: str, field_selector: str,
+                  empty: dict[str, Any]) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """The namespace and query of a LIST; a refused namespace answers with ``empty`` as its data."""
     try:
         ns = list_namespace(kind, namespace)
     except ServiceError as exc:
@@ -142,6 +137,18 @@ def list_raw(platform: Platform, kind: Kind, cluster_id: str, namespace: str = "
         query["labelSelector"] = label_selector
     if field_selector:
         query["fieldSelector"] = field_selector
+    return ns, query
+
+
+def list_raw(platform: Platform, kind: Kind, cluster_id: str, namespace: str = "", label_selector: str = "",
+             field_selector: str = "") -> Any:  # fmt: skip
+    """``list_objects`` without parsing: the server's items passed through as raw JSON.
+
+    A LIST of 5,000 Pods is megabytes of JSON; parsing it into Python objects only to write it out
+    again costs more time and memory than everything else the route does.
+    """
+    empty: dict[str, Any] = {"items": []}
+    ns, query = _list_request(kind, namespace, label_selector, field_selector, empty)
     with session(platform, cluster_id, MSG_QUERY_FAILED, empty) as call:
         body = call("GET", kind.path(ns), query=query, raw=True)
     fragment = items_fragment(body) if isinstance(body, bytes) else None
@@ -159,16 +166,7 @@ def list_objects(platform: Platform, kind: Kind, cluster_id: str, namespace: str
                  label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:  # fmt: skip
     """LIST with the selectors, in the server's order; all namespaces when ``namespace`` is empty."""
     empty: dict[str, Any] = {"items": []}
-    try:
-        ns = list_namespace(kind, namespace)
-    except ServiceError as exc:
-        exc.data = empty
-        raise
-    query = {}
-    if label_selector:
-        query["labelSelector"] = label_selector
-    if field_selector:
-        query["fieldSelector"] = field_selector
+    ns, query = _list_request(kind, namespace, label_selector, field_selector, empty)
     with session(platform, cluster_id, MSG_QUERY_FAILED, empty) as call:
         listing = call("GET", kind.path(ns), query=query)
     items = listing.get("items") if isinstance(listing, dict) else None
