@@ -6,7 +6,6 @@ kwok); waits poll with generous bounds because two shared cores make every step'
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections.abc import Iterator
@@ -224,9 +223,6 @@ def test_pod_log_follow_streams_a_line_written_later(
         resp.release_conn()
 
 
-# The official client's WSClient leaves the SSL socket of a stream the server ended to the garbage
-# collector even after close(): a warning about the test's tool, not about the harness being proven.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
 @pytest.mark.timeout(240)
 def test_exec_round_trip_over_websocket(living1: Cluster, namespace: str, tmp_path: Path) -> None:
     assert living1.living is not None
@@ -259,12 +255,8 @@ def test_exec_round_trip_over_websocket(living1: Cluster, namespace: str, tmp_pa
         failing.close()
     finally:
         api.close()
-        gc.collect()  # collect the client's leftover sockets here, under this test's filter
 
 
-# The official client's WSClient leaves the SSL socket of a stream the server ended to the garbage
-# collector even after close(): a warning about the test's tool, not about the harness being proven.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
 @pytest.mark.timeout(240)
 def test_exec_with_stdin_and_tty_round_trip(living1: Cluster, namespace: str, tmp_path: Path) -> None:
     (pod,) = _create_deployment(living1, namespace, "tty", 1)
@@ -291,7 +283,6 @@ def test_exec_with_stdin_and_tty_round_trip(living1: Cluster, namespace: str, tm
         session.close()  # the socket of an ended session stays open until closed (ResourceWarning)
     finally:
         api.close()
-        gc.collect()  # collect the client's leftover sockets here, under this test's filter
 
 
 @pytest.mark.timeout(240)
