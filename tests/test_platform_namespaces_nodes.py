@@ -144,11 +144,18 @@ def test_node_update_changes_only_labels_taints_and_unschedulable(
     service: Service, platform_cluster: Cluster, platform_id: str, node: str
 ) -> None:
     loaded = service.api("GET", "/api/node/get", params={"clusterId": platform_id, "name": node})["data"]["item"]
+
     # Meanwhile a controller writes to the Node (an annotation and its own label): Go's blind PUT undoes it.
-    _, fresh = api_request(platform_cluster, "GET", f"/api/v1/nodes/{node}")
-    fresh["metadata"].setdefault("annotations", {})["controller"] = "was-here"
-    fresh["spec"]["podCIDR"] = "10.244.1.0/24"
-    assert api_request(platform_cluster, "PUT", f"/api/v1/nodes/{node}", fresh)[0] == 200
+    # That write races the node lifecycle controller too: read-modify-write until it is not in conflict.
+    def controller_writes() -> bool:
+        _, fresh = api_request(platform_cluster, "GET", f"/api/v1/nodes/{node}")
+        fresh["metadata"].setdefault("annotations", {})["controller"] = "was-here"
+        fresh["spec"]["podCIDR"] = "10.244.1.0/24"
+        status, answer = api_request(platform_cluster, "PUT", f"/api/v1/nodes/{node}", fresh)
+        assert status in (200, 409), answer
+        return status == 200
+
+    wait_for(controller_writes, what="the controller's write to the Node")
     # The page's 禁止调度 switch: a control-plane NoSchedule taint, plus an edited label.
     loaded["metadata"]["labels"]["role"] = "db"
     loaded["spec"]["taints"].append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})

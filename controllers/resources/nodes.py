@@ -50,12 +50,17 @@ def _apply(node: dict[str, Any], edits: dict[str, tuple[str, Any]]) -> dict[str,
     return node
 
 
+_ATTEMPTS = 5  # read-modify-write rounds before a conflict is reported
+
+
 def update_node(platform: Platform, kind: Kind, cluster_id: str, name: str, item: Any, user: str) -> str:
-    """Read the Node fresh, apply labels/taints/unschedulable from the item, PUT; retry once on conflict.
+    """Read the Node fresh, apply labels/taints/unschedulable from the item, PUT; read again on conflict.
 
     Go PUTs the posted Node as it was when the page loaded, undoing whatever the kubelet and
     controllers wrote since (conditions, addresses, their own taints and labels). Here only the fields
-    the page edits change, and a conflict with a concurrent writer is resolved by reading again.
+    the page edits change, and a conflict with a concurrent writer (the node lifecycle controller and
+    the kubelet write Nodes often) is resolved by reading again, up to ``_ATTEMPTS`` times inside the
+    route's budget.
     Returns the node's name.
     """
     edits = _edits(item)
@@ -64,13 +69,13 @@ def update_node(platform: Platform, kind: Kind, cluster_id: str, name: str, item
         raise bad_request("item.metadata.name: 必须是字符串")
     check_segment("name", item_name)
     with session(platform, cluster_id, MSG_RESOURCE_UPDATE_FAILED) as call:
-        for attempt in (1, 2):
+        for attempt in range(1, _ATTEMPTS + 1):
             node = call("GET", kind.path("", item_name))
             try:
                 call("PUT", kind.path("", item_name), body=_apply(node, edits))
                 break
             except kube.Conflict:
-                if attempt == 2:
+                if attempt == _ATTEMPTS:
                     raise
     audit("update", user, cluster_id, kind, "", item_name, fields=sorted(edits))
     return item_name
