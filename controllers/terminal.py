@@ -1,16 +1,17 @@
-"""Pod log follow and exec sessions (contract-platform.md §3): limits, audit and the upstream side.
+"""WebSocket sessions (contract-platform.md §3, §2.9): pod log follow, exec and the tools/ping echo.
 
 The browser side is a ``Browser`` (the router wraps its WebSocket in one), so this module knows no
-WebSocket library. A session runs on the thread that serves its request, plus one pump thread that
-copies the upstream stream to the browser; ``SessionRegistry`` bounds how many run in a process and
-ends them all on shutdown. Every session writes an audit line when it starts and one when it ends
-(user, cluster, namespace, pod, container, command, duration, end reason), never its input or output.
+WebSocket library. A session runs on the thread that serves its request, plus (log, exec) one pump
+thread that copies the upstream stream to the browser; ``SessionRegistry`` bounds how many run in a
+process and ends them all on shutdown. Every session writes an audit line when it starts and one when
+it ends (user, cluster, namespace, pod, container, command, duration, end reason), never its input or output.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import datetime as dt
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from config.constants import (
     MSG_CLUSTER_UNREACHABLE,
     MSG_CONTAINER_NOT_FOUND,
     MSG_EXEC_FAILED,
+    MSG_INTERNAL,
     MSG_LOG_ENDED,
     MSG_LOG_FAILED,
     MSG_LOG_MAX,
@@ -43,6 +45,10 @@ from utils import kube, logs, metrics, upstream
 
 # WebSocket close codes (RFC 6455 §7.4.1).
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1001, 1008, 1011, 1013
+
+# Session kinds (the metrics label) and the action each one audits as.
+KIND_LOG, KIND_EXEC, KIND_PING = "log", "exec", "ping"
+ACTIONS = {KIND_LOG: "pod/log", KIND_EXEC: "pod/exec", KIND_PING: "tools/ping"}
 
 # End reasons in the audit line.
 END_CLIENT = "client closed"
@@ -73,8 +79,8 @@ class BrowserGone(Exception):
 class Browser(Protocol):
     """The browser side of a session, as the router provides it."""
 
-    def send(self, text: str) -> None:
-        """One text frame; raises ``BrowserGone`` when the socket is closed."""
+    def send(self, data: str | bytes) -> None:
+        """One text frame (``bytes``: one binary frame); raises ``BrowserGone`` when the socket is closed."""
 
     def receive(self, timeout: float | None) -> str | bytes | None:
         """The next frame (None on timeout); raises ``BrowserGone`` when the socket is closed."""
@@ -165,11 +171,19 @@ class Session:
             self.browser.close(code, message)
         return True
 
+    @property
+    def action(self) -> str:
+        """What the audit line calls this session: ``pod/log``, ``pod/exec`` or ``tools/ping``."""
+        return ACTIONS[self.kind]
+
     def audit_fields(self) -> dict[str, Any]:
-        """The audit line's fields: never input, output or the token."""
-        return {"audit": True, "action": f"pod/{self.kind}", "sessionId": self.id, "user": self.target.user,
-                "clusterId": self.target.cluster_id, "namespace": self.target.namespace, "pod": self.target.pod,
-                "container": self.container or self.target.container, "command": self.command}  # fmt: skip
+        """The audit line's fields: never input, output or the token (a ping has no cluster or Pod)."""
+        fields: dict[str, Any] = {"audit": True, "action": self.action, "sessionId": self.id, "user": self.target.user}
+        if self.kind == KIND_PING:
+            return fields
+        return {**fields, "clusterId": self.target.cluster_id, "namespace": self.target.namespace,
+                "pod": self.target.pod, "container": self.container or self.target.container,
+                "command": self.command}  # fmt: skip
 
 
 class SessionRegistry:
@@ -302,7 +316,7 @@ def _begin(terminal: Terminal, session: Session, browser: Browser) -> bool:
             browser.send(f"{MSG_WS_TOO_MANY} ({terminal.registry.max_sessions})")
         browser.close(CLOSE_TRY_AGAIN, "too many sessions")
         return False
-    logs.info(session.audit_fields(), f"pod {session.kind} session start")
+    logs.info(session.audit_fields(), f"{session.action.replace('/', ' ')} session start")
     return True
 
 
@@ -313,7 +327,7 @@ def _end(terminal: Terminal, session: Session) -> None:
               "endReason": session.end_reason}  # fmt: skip
     if session.exit_code is not None:
         fields["exitCode"] = session.exit_code
-    logs.info(fields, f"pod {session.kind} session end")
+    logs.info(fields, f"{session.action.replace('/', ' ')} session end")
 
 
 def _refuse(session: Session, exc: SessionRefused) -> None:
@@ -338,6 +352,38 @@ def _wait_browser(session: Session, browser: Browser, deadline: float) -> None:
         except BrowserGone:
             session.stop(END_FRAME_TOO_LARGE if browser.too_large() else END_CLIENT)
             return
+
+
+def _read_within_limits(session: Session, browser: Browser, limits: TerminalLimits,
+                        on_frame: Callable[[str | bytes], bool], notice: Callable[[str], str]) -> None:  # fmt: skip
+    """Hand each browser frame to ``on_frame`` until the session stops, the browser closes, or a limit ends it.
+
+    The limits are ``EXEC_IDLE_SECONDS`` since the last frame ``on_frame`` counted as input (it returns
+    True) and ``EXEC_MAX_SECONDS`` in all; each is told to the browser (``notice`` shapes the text) before
+    the close 1000.
+    """
+    ends_at = session.started + limits.exec_max_seconds
+    last_input = time.monotonic()
+    while not session.stopped.is_set():
+        now = time.monotonic()
+        if now >= ends_at:
+            session.stop(END_MAX, CLOSE_NORMAL, "max duration", notice=notice(MSG_SESSION_MAX))
+            return
+        if now - last_input >= limits.exec_idle_seconds:
+            session.stop(END_IDLE, CLOSE_NORMAL, "idle timeout", notice=notice(MSG_SESSION_IDLE))
+            return
+        try:
+            frame = browser.receive(min(ends_at, last_input + limits.exec_idle_seconds) - now)
+            if frame is not None and on_frame(frame):
+                last_input = time.monotonic()
+        except BrowserGone:
+            session.stop(END_FRAME_TOO_LARGE if browser.too_large() else END_CLIENT)
+            return
+
+
+def _terminal_line(text: str) -> str:
+    """A notice written into a terminal: on a line of its own, whatever the shell left on the current one."""
+    return f"\r\n{text}\r\n"
 
 
 # Log ------------------------------------------------------------------------------------------
@@ -416,7 +462,7 @@ def run_log(terminal: Terminal, browser: Browser, target: Target, tail_lines: in
 
     Ends when the browser closes, the log ends, or after ``LOG_MAX_SECONDS``.
     """
-    session = Session("log", target)
+    session = Session(KIND_LOG, target)
     if not _begin(terminal, session, browser):
         return
     pump: threading.Thread | None = None
@@ -523,11 +569,10 @@ def run_exec(terminal: Terminal, browser: Browser, target: Target, command: str)
     Ends when the process exits (output flushed, close 1000), the browser closes (the exec is
     cancelled), or on ``EXEC_IDLE_SECONDS`` without input / ``EXEC_MAX_SECONDS`` in all.
     """
-    session = Session("exec", target, command=command)
+    session = Session(KIND_EXEC, target, command=command)
     if not _begin(terminal, session, browser):
         return
     pump: threading.Thread | None = None
-    limits = terminal.limits
     try:
         with _pod(terminal, target) as (client, pod):
             session.container = _choose_container(pod, target)
@@ -541,23 +586,8 @@ def run_exec(terminal: Terminal, browser: Browser, target: Target, command: str)
         pump = threading.Thread(target=_pump_exec, args=(session, stream, browser), name=f"exec-{session.id}",
                                 daemon=True)  # fmt: skip
         pump.start()
-        ends_at = session.started + limits.exec_max_seconds
-        last_input = time.monotonic()
-        while not session.stopped.is_set():
-            now = time.monotonic()
-            if now >= ends_at:
-                session.stop(END_MAX, CLOSE_NORMAL, "max duration", notice=f"\r\n{MSG_SESSION_MAX}\r\n")
-                break
-            if now - last_input >= limits.exec_idle_seconds:
-                session.stop(END_IDLE, CLOSE_NORMAL, "idle timeout", notice=f"\r\n{MSG_SESSION_IDLE}\r\n")
-                break
-            try:
-                frame = browser.receive(min(ends_at, last_input + limits.exec_idle_seconds) - now)
-            except BrowserGone:
-                session.stop(END_FRAME_TOO_LARGE if browser.too_large() else END_CLIENT)
-                break
-            if frame is not None and handle_input(stream, frame, session.id):
-                last_input = time.monotonic()
+        _read_within_limits(session, browser, terminal.limits, lambda frame: handle_input(stream, frame, session.id),
+                            _terminal_line)  # fmt: skip
     except SessionRefused as exc:
         _refuse(session, exc)
     except Exception as exc:
@@ -569,3 +599,54 @@ def run_exec(terminal: Terminal, browser: Browser, target: Target, command: str)
 def exec_command(default_command: str | None, misspelled: str | None) -> str:
     """``defaultCommand``, else ``defaultComamnd`` (sic, the frontend's first exec), else ``/bin/bash``."""
     return (default_command or "").strip() or (misspelled or "").strip() or DEFAULT_COMMAND
+
+
+# Ping -----------------------------------------------------------------------------------------
+
+
+def echo_time(now: dt.datetime | None = None) -> str:
+    """The time a ping appends: RFC 3339 in UTC with milliseconds, e.g. ``2026-12-02T03:13:25.123Z``.
+
+    Go appends ``2006-01-02 15:04:02`` (sic: the day of the month where the seconds belong, local time,
+    no zone): a stamp that repeats within a minute and cannot be compared across servers.
+    """
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def echo(frame: str | bytes, now: dt.datetime | None = None) -> str | bytes:
+    """One frame's echo: the frame, one space, the time; a binary frame is answered in binary (as Go does).
+
+    Go glues the time to the message; the space lets a client split the reply at its last space.
+    """
+    stamp = echo_time(now)
+    if isinstance(frame, bytes):
+        return frame + b" " + stamp.encode("ascii")
+    return f"{frame} {stamp}"
+
+
+def _echo_to(browser: Browser) -> Callable[[str | bytes], bool]:
+    """The ping's frame handler: answer at once; every frame counts as input for the idle limit."""
+
+    def handle(frame: str | bytes) -> bool:
+        browser.send(echo(frame))
+        return True
+
+    return handle
+
+
+def run_ping(terminal: Terminal, browser: Browser, user: str) -> None:
+    """A tools/ping session: every frame echoed with the time appended.
+
+    Counted and bounded like an exec (``WS_MAX_SESSIONS``, ``EXEC_IDLE_SECONDS`` without a frame,
+    ``EXEC_MAX_SECONDS`` in all, 64 KiB frames); ends when the browser closes or a limit is reached.
+    """
+    session = Session(KIND_PING, Target(user=user, cluster_id="", namespace="", pod=""))
+    if not _begin(terminal, session, browser):
+        return
+    try:
+        _read_within_limits(session, browser, terminal.limits, _echo_to(browser), str)
+    except Exception as exc:
+        _internal_error(session, exc, MSG_INTERNAL)
+    finally:
+        _finish(terminal, session, None)

@@ -1,12 +1,13 @@
 """The composite routes: cluster/statics, cluster/detail, namespace/detail, namespace/copy,
-ingress/topology and tools/yaml. HTTP in, envelope out; binding as in ``routers.resources``.
+ingress/topology, tools/yaml and tools/ping. HTTP in, envelope out; binding as in ``routers.resources``;
+tools/ping is a WebSocket served by ``routers.terminal``'s plumbing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, fields
 
@@ -17,6 +18,7 @@ from controllers.resources.cleaning import bad_request
 from controllers.resources.schemas import FIELDS, QUERY_SPELLINGS, StrictBool, Text
 from routers import backend, require_ready
 from routers.resources import load, platform, post_fields, user
+from routers.terminal import serve_ping
 from utils.binding import ConflictingKeys, bind_keys, spelling_table
 
 bp = Blueprint("composite", __name__, url_prefix="/api")
@@ -141,6 +143,14 @@ def tools_yaml() -> ResponseReturnValue:
     f = bind(yaml_request)
     message = composite.tools_yaml(platform(), f["cluster_id"], f["yaml"], f["method"], f["namespace"], user())
     return ok(message)
+
+
+# As pod/log: the handshake matches only the ``websocket`` rule, a plain GET or POST the other (400 envelope).
+@bp.route("/tools/ping", methods=["GET", "POST"])
+@bp.route("/tools/ping", methods=["GET"], websocket=True, endpoint="tools_ping")
+def tools_ping() -> Response:
+    """An echo over WebSocket: each frame back with the time appended (RFC 3339, UTC, milliseconds)."""
+    return serve_ping()
 
 
 def _body_limit() -> None:

@@ -474,6 +474,21 @@ for _method in ("GET", "POST"):
         ok_message=c.MSG_WS_REQUIRED,
         failure=(400, c.MSG_WS_REQUIRED),
     )
+    OPERATIONS[("composite.tools_ping", _method)] = Operation(
+        summary=f"Echo with the server time over WebSocket ({_method})",
+        tag="tools",
+        operation_id=f"toolsPing{_method.capitalize()}",
+        description="Each frame comes back with one space and the time appended, RFC 3339 in UTC with "
+        "milliseconds: `hello` → `hello 2026-12-02T03:13:25.123Z`; a binary frame comes back as a binary frame. "
+        "A session like an exec: counted in `WS_MAX_SESSIONS` (over it, an error frame and close 1013), closed "
+        "1000 after `EXEC_IDLE_SECONDS` without a frame or `EXEC_MAX_SECONDS` in all, 1009 on a frame over "
+        "64 KiB. A WebSocket (GET with upgrade headers); the token comes as the only offered subprotocol "
+        "(`Sec-WebSocket-Protocol: <token>`, echoed) or in `Authorization`. Refusals before the upgrade are "
+        "envelopes (401 token, 400 `需要WebSocket连接` without upgrade headers). A ping every `WS_PING_SECONDS`.",
+        data="Empty",
+        ok_message=c.MSG_WS_REQUIRED,
+        failure=(400, c.MSG_WS_REQUIRED),
+    )
 
 
 class RoutesDisagree(ValueError):

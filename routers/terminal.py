@@ -1,5 +1,8 @@
 """/api/pod/log and /api/pod/exec over WebSocket (contract-platform.md §3): the WebSocket plumbing.
 
+``serve_ping`` is the same plumbing for /api/tools/ping (§2.9), which ``routers.composite`` registers
+with the other tools routes.
+
 The token check (subprotocol, else ``Authorization``) runs before any route (``routers._authenticate``)
 and refuses the upgrade with the 401 envelope. Here: exec switched off → the 403 envelope; a GET
 without upgrade headers → 400 ``需要WebSocket连接``; otherwise the upgrade (echoing the subprotocol
@@ -22,6 +25,7 @@ from flask import Blueprint, Response, current_app, g, request
 from simple_websocket import ConnectionClosed, Server
 
 from config.constants import MSG_BIND, MSG_FEATURE_DISABLED, MSG_WS_REQUIRED
+from config.settings import Settings
 from controllers import terminal
 from controllers.errors import BadRequest, ServiceError
 from controllers.resources.cleaning import valid_segment
@@ -57,6 +61,20 @@ class _Server(Server):
         """Echo the validated token (browsers fail a socket whose offered subprotocol is not echoed)."""
         return self._chosen if self._chosen in request.subprotocols else None
 
+    def _handle_events(self) -> bool:
+        """simple-websocket's event handling; a connection it gives up on is marked closed, its reader woken.
+
+        On a frame over ``max_message_size`` simple-websocket (1.1.0) wakes ``receive`` before its
+        reader thread marks the connection closed; a ``receive`` that runs in between waits again,
+        and nothing wakes it later, so the session would hang until its idle limit (the exec's
+        upstream stream open all that time).
+        """
+        keep_going: bool = super()._handle_events()
+        if not keep_going:
+            self.connected = False
+            self.event.set()
+        return keep_going
+
 
 class _Browser:
     """``controllers.terminal.Browser`` over a simple-websocket connection; sends are serialised."""
@@ -67,13 +85,13 @@ class _Browser:
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, text: str) -> None:
-        """One text frame."""
+    def send(self, data: str | bytes) -> None:
+        """One text frame (``bytes``: one binary frame)."""
         with self._lock:
             if self._closed:
                 raise terminal.BrowserGone()
             try:
-                self.ws.send(text)
+                self.ws.send(data)
             except (ConnectionClosed, OSError):
                 raise terminal.BrowserGone() from None
 
@@ -130,14 +148,19 @@ def _segment(name: str, value: str, required: bool = True) -> str:
     return value
 
 
+def _user() -> str:
+    """Who the validated token names (for the audit line)."""
+    claims = g.get("claims") or {}
+    return str(claims.get("username") or claims.get("sub") or "")
+
+
 def _target(args: Any) -> terminal.Target:
     """Cluster, namespace (default ``default``), pod and container from the query."""
-    claims = g.get("claims") or {}
     cluster_id = _field(args, "clusterId")
     if not cluster_id:
         raise terminal.SessionRefused(f"{MSG_BIND}: 缺少参数: clusterId")
     return terminal.Target(
-        user=str(claims.get("username") or claims.get("sub") or ""),
+        user=_user(),
         cluster_id=cluster_id,
         namespace=_segment("nameSpace", _field(args, "nameSpace") or "default"),
         pod=_segment("name", _field(args, "name")),
@@ -167,21 +190,32 @@ def _follow(args: Any) -> bool:
     return QUERY_BOOLEANS.get(raw, True)
 
 
-def _serve(kind: str) -> Response:
-    """Refuse, or upgrade and run the session on this thread until it ends."""
-    backend = require_ready()
-    settings = backend.settings
-    if kind == "exec" and not settings.enable_pod_exec:
-        raise ServiceError(MSG_FEATURE_DISABLED, 403)
+def _upgrade(settings: Settings) -> _Server:
+    """The upgraded connection (the 101 sent), or the 400 envelope when this is no usable handshake."""
     if request.method != "GET" or not is_websocket_upgrade():
         raise BadRequest(MSG_WS_REQUIRED)
-    session_terminal: terminal.Terminal = current_app.extensions["krm.terminal"]
     try:
-        ws = _Server(request.environ, g.get("ws_subprotocol"), ping_interval=settings.ws_ping_seconds,
-                     max_message_size=MAX_FRAME_BYTES)  # fmt: skip
+        return _Server(request.environ, g.get("ws_subprotocol"), ping_interval=settings.ws_ping_seconds,
+                       max_message_size=MAX_FRAME_BYTES)  # fmt: skip
     except Exception as exc:  # a malformed handshake (no key, wrong version): nothing was upgraded
         logs.info({"path": request.path, "error": type(exc).__name__}, "websocket handshake refused")
         raise BadRequest(MSG_WS_REQUIRED) from None
+
+
+def _after(ws: _Server) -> Response:
+    """The view's return value once the session is over."""
+    reply = _Upgraded()
+    reply.mode = ws.mode
+    return reply
+
+
+def _serve(kind: str) -> Response:
+    """Refuse, or upgrade and run the session on this thread until it ends."""
+    settings = require_ready().settings
+    if kind == "exec" and not settings.enable_pod_exec:
+        raise ServiceError(MSG_FEATURE_DISABLED, 403)
+    ws = _upgrade(settings)
+    session_terminal: terminal.Terminal = current_app.extensions["krm.terminal"]
     browser = _Browser(ws)
     try:
         args = request.args
@@ -200,9 +234,14 @@ def _serve(kind: str) -> Response:
             terminal.run_log(session_terminal, browser, target, tail, follow)
         else:
             terminal.run_exec(session_terminal, browser, target, command)
-    reply = _Upgraded()
-    reply.mode = ws.mode
-    return reply
+    return _after(ws)
+
+
+def serve_ping() -> Response:
+    """tools/ping: upgrade, then echo every frame with the time appended until the session ends."""
+    ws = _upgrade(require_ready().settings)
+    terminal.run_ping(current_app.extensions["krm.terminal"], _Browser(ws), _user())
+    return _after(ws)
 
 
 # Werkzeug matches a handshake only to a rule marked ``websocket`` (and a plain request only to one that

@@ -395,8 +395,12 @@ def test_idle_and_max_duration_end_sessions(make_service: Any, living1: Cluster,
     assert (code, reason) == (1000, "idle timeout") and "会话空闲超时" in "".join(texts)
     texts, code, reason = frames_until_close(connect(svc, "log", clusterId=cluster_id, nameSpace=namespace, name=pod))
     assert (code, reason) == (1000, "max duration") and texts[-1] == "日志跟踪时长已达上限"
-    ends = [a.get("endReason") for a in audit_lines(svc, "exec") + audit_lines(svc, "log") if "endReason" in a]
-    assert {"idle timeout", "max duration"} <= set(ends)
+
+    # The end line is written after the close goes out (once the pump has stopped): poll for it.
+    def ends() -> set[str]:
+        return {a.get("endReason", "") for a in audit_lines(svc, "exec") + audit_lines(svc, "log")}
+
+    wait_for(lambda: {"idle timeout", "max duration"} <= ends(), 20, "both end lines")
 
 
 def test_log_without_history_waits_for_the_first_line(service: Service, living1: Cluster, living_id: str,

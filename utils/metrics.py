@@ -61,7 +61,7 @@ CLIENT_BUILDS = Counter(
 # livesum: a scrape adds up the running workers' values (a dead worker's sessions died with it).
 WS_SESSIONS = Gauge(
     "krm_ws_sessions",
-    "WebSocket sessions (pod/log, pod/exec) open now, summed over the running workers.",
+    "WebSocket sessions (pod/log, pod/exec, tools/ping) open now, summed over the running workers.",
     ["kind"],
     multiprocess_mode="livesum",
     registry=_LOCAL,
@@ -74,7 +74,7 @@ def observe_client_build() -> None:
 
 
 def observe_ws_session(kind: str, delta: int) -> None:
-    """A WebSocket session of ``kind`` (log, exec) was admitted (+1) or ended (-1)."""
+    """A WebSocket session of ``kind`` (log, exec, ping) was admitted (+1) or ended (-1)."""
     WS_SESSIONS.labels(kind=kind).inc(delta)
 
 
