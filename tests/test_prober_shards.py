@@ -89,6 +89,24 @@ def test_a_dead_replicas_shards_are_taken_over_after_the_lease_duration(
         survivor.stop()
 
 
+def test_a_stalled_replica_gives_its_shards_up(lease_namespace: tuple[kube.KubeClient, str]) -> None:
+    client, namespace = lease_namespace
+    progressing = [True]
+    stalled, other = _ownership(client, namespace), _ownership(client, namespace)
+    stalled.healthy = lambda: progressing[0]
+    try:
+        stalled.start()
+        eventually(lambda: stalled.shards == (0, 1, 2, 3))
+        other.start()
+        eventually(lambda: len(other.shards) == 2, timeout=30)
+        progressing[0] = False  # e.g. its rounds blocked: it releases everything and leaves
+        eventually(lambda: other.shards == (0, 1, 2, 3), timeout=30)
+        assert not stalled.active and other.members == 1
+    finally:
+        stalled.stop()
+        other.stop()
+
+
 def test_a_shard_is_released_only_after_the_write_under_way(lease_namespace: tuple[kube.KubeClient, str]) -> None:
     client, namespace = lease_namespace
     lease = Lease(lambda: client, namespace, "guarded", "me", lease_seconds=5)
@@ -225,6 +243,7 @@ def test_replicas_share_the_probing_and_survive_one_killed(make_service, meta: C
     gap = time.monotonic() - killed_at
     # Lease duration (4 s) + interval (1 s), plus the observation and renewal cycles and a busy machine.
     assert gap < 30, gap
+    print(f"every cluster probed again {gap:.1f} s after the SIGKILL")  # shown with -s (README figures)
 
     # The master restarts its prober: a new identity joins and gets its share; still one prober a cluster.
     eventually(lambda: _identity(victim) not in ("", dead), timeout=60)
@@ -235,8 +254,9 @@ def test_replicas_share_the_probing_and_survive_one_killed(make_service, meta: C
     # A replica that stops hands its shards over at once; the two left probe everything.
     leaving = services.pop(1)
     leaving.stop()
-    stopped = dt.datetime.now(dt.UTC)
+    stopped_at, stopped = time.monotonic(), dt.datetime.now(dt.UTC)
     eventually(lambda: _settled(meta, namespace, services), timeout=60)
     eventually(lambda: _all_probed_after(meta, namespace, ids, stopped), timeout=60, interval=0.5)
+    print(f"shards settled and every cluster probed again {time.monotonic() - stopped_at:.1f} s after the stop")
     offsets = [len(svc.log()) for svc in services]
     eventually(lambda: _each_cluster_probed_by_one(services, offsets, ids), timeout=60)

@@ -165,6 +165,9 @@ class ShardOwnership(Ownership):
                     self.cycle()
                 except kube.KubeError as exc:
                     logs.debug({"identity": self.identity, "error": str(exc)}, "shard leases not renewed")
+                except Exception as exc:  # a bug must not end the loop: held shards would lapse for good
+                    logs.error({"identity": self.identity, "error": f"{type(exc).__name__}: {exc}"},
+                               "shard leases cycle failed")  # fmt: skip
             if len(self.shards) != held:
                 logs.info({"identity": self.identity, "shards": len(self.shards), "members": self.members},
                           "probe shards changed")  # fmt: skip
