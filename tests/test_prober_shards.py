@@ -212,12 +212,13 @@ def _each_cluster_probed_by_one(services: list[Service], offsets: list[int], ids
         if len({r["shardIds"] for r in rounds[-2:]}) != 1:
             return False  # still moving
         latest.append(rounds[-1])
+    # A snapshot: around a rebalance (a busy machine can delay a renewal past the lease) one process's
+    # latest round may predate it and another's follow it, so an inconsistent view is polled again.
     shard_sets = [{int(i) for i in r["shardIds"].split(",") if i} for r in latest]
-    assert sum(len(s) for s in shard_sets) == SHARDS and set().union(*shard_sets) == set(range(SHARDS)), latest
-    for shards, line in zip(shard_sets, latest, strict=True):
-        assert line["owned"] == sum(1 for i in ids if shard_of(i, SHARDS) in shards), (line, shards)
-        assert line["clusters"] == len(ids)
-    return True
+    if sum(len(s) for s in shard_sets) != SHARDS or set().union(*shard_sets) != set(range(SHARDS)):
+        return False
+    return all(line["clusters"] == len(ids) and line["owned"] == sum(1 for i in ids if shard_of(i, SHARDS) in shards)
+               for shards, line in zip(shard_sets, latest, strict=True))  # fmt: skip
 
 
 def test_replicas_share_the_probing_and_survive_one_killed(make_service, meta: Cluster, target1: Cluster) -> None:

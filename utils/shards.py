@@ -138,7 +138,7 @@ class ShardOwnership(Ownership):
         """Stop campaigning; release every shard and leave, so the others take over at once."""
         super().stop()
         if self._thread is not None:
-            self._thread.join(self.lease_seconds)  # a cycle in progress ends first: nothing renewed after this
+            self._thread.join(self.renew_seconds)  # a cycle in progress ends first: nothing renewed after this
         self._leave()
 
     def _leave(self) -> None:
