@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         cluster_clients=cluster_clients,
         sessions=sessions,
     )
-    # Watching and probing need the namespace (and the Lease lives there): start them after bootstrap.
+    # Watching and probing need the namespace (and the Leases live there): start them after bootstrap.
     boot.on_ready = lambda _credentials: backend.start_background()
     wiring: routers.Wiring = backend  # mypy checks that the routers get everything they read
     app.extensions["krm"] = wiring

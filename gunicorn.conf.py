@@ -52,7 +52,7 @@ class _ProberSupervisor:
     """Runs ``python -m controllers.prober_process`` beside the workers and restarts it if it dies.
 
     A process of its own, not a thread in a worker: probing is CPU work that would hold a worker's GIL
-    against the requests it serves. Only the Lease holder among all replicas' probers actually probes.
+    against the requests it serves. The replicas' probers share the clusters out (utils/shards.py).
     """
 
     def __init__(self):
@@ -76,7 +76,7 @@ class _ProberSupervisor:
             self.stopping.wait(delay)
 
     def stop(self):
-        """Stop the prober (it releases its Lease) and wait for it."""
+        """Stop the prober (it releases its shards) and wait for it."""
         self.stopping.set()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

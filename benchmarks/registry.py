@@ -257,7 +257,7 @@ def main() -> int:
         def rounds_done() -> list[float]:
             return [float(m) for m in re.findall(r'"msg":"probe round done".*?"seconds":([0-9.]+)', svc.log())]
 
-        # The first round starts as soon as the leader is elected (right after start-up) and probes
+        # The first round starts as soon as the prober holds its shards (right after start-up) and probes
         # every cluster: list samples taken until it is logged as done are "during a round".
         during: list[float] = []
         deadline = time.monotonic() + 3 * args.probe_interval + 60

@@ -19,6 +19,8 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
+# Every held shard is a Lease write per renew interval: past this, the renewals cost more than they buy.
+MAX_PROBE_SHARDS = 256
 
 
 class SettingsError(ValueError):
@@ -78,7 +80,11 @@ class Settings:
     # Each round also counts nodes, pods, namespaces, deployments, daemonsets (five LISTs with limit=1
     # per healthy cluster) for cluster/statics; off: the home page shows zeros, detail counts live.
     probe_count: bool = True
-    # Leader election (one prober across workers and replicas): client-go's defaults are 15 s / 10 s.
+    # Clusters are divided among the replicas' probers in this many shards, each a Lease (utils/shards.py):
+    # enough for a fair split among a handful of replicas, few enough that renewing them costs little
+    # (one LIST and one write per held shard every renew interval).
+    probe_shards: int = 16
+    # The probers' Leases (shards and membership): client-go's defaults are 15 s / 10 s.
     lease_duration: float = 15.0
     lease_renew_interval: float = 5.0
     watch_timeout: int = 60  # seconds the server keeps one watch open before we re-watch
@@ -163,6 +169,7 @@ class Settings:
             probe_max_backoff=_float(env, "PROBE_MAX_BACKOFF", 300.0),
             probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
             probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
+            probe_shards=_int(env, "PROBE_SHARDS", 16, minimum=1),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),
             lease_renew_interval=_float(env, "LEASE_RENEW_INTERVAL", 5.0),
             watch_timeout=_int(env, "WATCH_TIMEOUT", 60, minimum=1),
@@ -204,6 +211,8 @@ class Settings:
             raise SettingsError(f"METADATA_NAMESPACE={self.metadata_namespace!r} is not a DNS-1123 label")
         if not valid_label_key(self.cluster_label):
             raise SettingsError(f"CLUSTER_LABEL_KEY={self.cluster_label!r} is not a valid label key")
+        if self.probe_shards > MAX_PROBE_SHARDS:
+            raise SettingsError(f"PROBE_SHARDS={self.probe_shards} must be at most {MAX_PROBE_SHARDS}")
         if self.lease_renew_interval >= self.lease_duration:
             raise SettingsError("LEASE_RENEW_INTERVAL must be shorter than LEASE_DURATION")
         for name, values in (("KUBECONFIG_DENY_CIDRS", self.kubeconfig_deny_cidrs),

@@ -2,7 +2,7 @@
 
 A process of its own, not a thread in a worker: probing 1,000 clusters is CPU work (TLS handshakes,
 JSON) that, inside a worker, would hold the GIL against the requests that worker serves. Every
-replica runs one; only the holder of the Lease probes (see ``controllers.cluster.prober``).
+replica runs one; each probes the clusters of the shards it holds (see ``utils.shards``).
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ from config.settings import Settings, SettingsError
 from controllers.cluster import kubeconfig_policy
 from controllers.cluster.prober import ClusterProber, ProbeSettings
 from utils import kube, logs
-from utils.leader import LeaderElector
 from utils.metadata import MetadataCluster
+from utils.shards import ShardOwnership
 
-PROBER_LEASE = "krm-backend-prober"  # the Lease that elects the one process that probes clusters
+# Shard i is the Lease krm-backend-prober-<i>; each prober's membership krm-backend-prober-member-<hash>.
+PROBER_LEASE_PREFIX = "krm-backend-prober"
 
 
-def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber:
-    """The prober and its leader election, from the settings."""
-    elector = LeaderElector(
+def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[ClusterProber, ShardOwnership]:
+    """The prober and its share of the shards, from the settings."""
+    ownership = ShardOwnership(
         lambda: metadata.client,
         settings.metadata_namespace,
-        PROBER_LEASE,
+        PROBER_LEASE_PREFIX,
+        settings.probe_shards,
         lease_seconds=settings.lease_duration,
         renew_seconds=settings.lease_renew_interval,
     )
@@ -34,7 +36,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
         lambda: metadata.client,
         settings.metadata_namespace,
         settings.cluster_label,
-        elector,
+        ownership,
         kubeconfig_policy(settings),
         ProbeSettings(
             interval=settings.probe_interval,
@@ -47,12 +49,12 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
             count=settings.probe_count,
         ),
     )
-    elector.healthy = prober.making_progress  # a stuck prober hands the Lease to another replica
-    return prober
+    ownership.healthy = prober.making_progress  # a stuck prober hands its shards to the other replicas
+    return prober, ownership
 
 
 def main() -> int:
-    """The prober process: campaign for the Lease and probe while leading, until SIGTERM/SIGINT."""
+    """The prober process: hold a share of the shards and probe their clusters, until SIGTERM/SIGINT."""
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -61,7 +63,7 @@ def main() -> int:
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
     metadata = MetadataCluster(settings)
-    prober = build_prober(settings, metadata)
+    prober, ownership = build_prober(settings, metadata)
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -69,16 +71,16 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # The Lease lives in the metadata namespace: until bootstrap (in the workers) has made it, the
-    # election fails and is retried every renew interval, which is all the waiting needed.
-    prober.elector.start()
+    # The Leases live in the metadata namespace: until bootstrap (in the workers) has made it, taking
+    # shards fails and is retried every renew interval, which is all the waiting needed.
+    ownership.start()
     prober.start()
-    logs.info({"identity": prober.elector.identity}, "prober process started")
+    logs.info({"identity": ownership.identity, "shards": settings.probe_shards}, "prober process started")
     stopping.wait()
     prober.stop()
-    prober.elector.stop()  # releases the Lease so another replica's prober takes over at once
+    ownership.stop()  # releases the shards so the other replicas' probers take over at once
     metadata.close()
-    logs.info({"identity": prober.elector.identity}, "prober process stopped")
+    logs.info({"identity": ownership.identity}, "prober process stopped")
     return 0
 
 

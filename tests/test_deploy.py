@@ -28,7 +28,7 @@ ROLE_RULES = [
     {"apiGroups": [""], "resources": ["secrets"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
 ]  # fmt: skip
 
@@ -154,8 +154,15 @@ def test_manifests_apply_server_side_and_the_service_passes_end_to_end_with_thei
     end_to_end(svc, target1, password=password)
     assert "forbidden" not in svc.log().lower()
     leases_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-    # The prober process campaigns on its own schedule: wait for its Lease instead of assuming it is there.
-    eventually(lambda: (r := call(meta, "GET", leases_path))[0] == 200 and r[1]["items"], timeout=30)
+
+    # The prober process takes its shards on its own schedule: wait for them instead of assuming they are
+    # there. One replica holds all 16 (the default PROBE_SHARDS), beside its membership Lease.
+    def shards_held() -> int:
+        status, leases, _ = call(meta, "GET", leases_path)
+        return sum(1 for i in leases["items"] if i["metadata"]["name"].removeprefix("krm-backend-prober-").isdigit()
+                   and i["spec"].get("holderIdentity")) if status == 200 else 0  # fmt: skip
+
+    eventually(lambda: shards_held() == 16, timeout=30)
 
     # Nothing beyond the namespace: the same token is refused everywhere else.
     outside = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -22,7 +23,8 @@ from tests.conftest import kubeconfig_text
 from tests.service import unique
 from utils import kube
 from utils.kubeconfig import KubeconfigPolicy
-from utils.leader import LeaderElector
+from utils.leader import LeaderElector, Lease, Ownership
+from utils.shards import shard_of
 
 LABEL = "kubeasy.com/cluster.metadata"
 HUGE = pytest.mark.parametrize(
@@ -180,3 +182,51 @@ def test_one_clusters_failures_never_stop_the_round_for_the_others(
         assert recorded["lastProbeTime"]
     for key in ("broken", "refused"):
         assert "lastProbeTime" not in _annotations(meta, namespace, names[key])
+
+
+class _HalfOwned(Ownership):
+    """Owns the clusters of shard 0 of 2 under one Lease (the rest belong to another replica)."""
+
+    def __init__(self, client: kube.KubeClient, namespace: str) -> None:
+        super().__init__(lambda: client, namespace, 15.0, 5.0, None, None)
+        self.lease = Lease(lambda: client, namespace, unique("half"), self.identity)
+
+    @property
+    def active(self) -> bool:
+        return self.lease.held
+
+    @property
+    def shards(self) -> tuple[int, ...]:
+        return (0,) if self.lease.held else ()
+
+    def tenure(self, key: str) -> int:
+        return self.lease.tenure if shard_of(key, 2) == 0 else 0
+
+    def recording(self, key: str) -> AbstractContextManager[int]:
+        return self.lease.guard()
+
+
+def test_a_round_probes_and_records_only_the_clusters_this_process_owns(
+    meta: Cluster, target1: Cluster, registry_namespace: str
+) -> None:
+    names = [f"owned-{i}" for i in range(8)]
+    for name in names:
+        _register(meta, registry_namespace, name, kubeconfig_text(target1))
+    mine = [n for n in names if shard_of(n, 2) == 0]
+    assert 0 < len(mine) < len(names)
+    client = kube.KubeClient.from_kubeconfig(meta.kubeconfig(), (1.0, 5.0))
+    ownership = _HalfOwned(client, registry_namespace)
+    assert ownership.lease.try_acquire_or_renew()
+    prober = ClusterProber(lambda: client, registry_namespace, LABEL, ownership, KubeconfigPolicy(),
+                           ProbeSettings(timeout=3, count=False))  # fmt: skip
+    try:
+        assert prober.run_round() == len(mine)
+        for name in names:
+            probed = "lastProbeTime" in _annotations(meta, registry_namespace, name)
+            assert probed == (name in mine), name
+        ownership.lease.release()  # lost: a round now probes nothing
+        assert not ownership.active and ownership.tenure(mine[0]) == 0
+        assert prober.run_round() == 0
+    finally:
+        prober.stop()
+        client.close()

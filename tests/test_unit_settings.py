@@ -328,3 +328,12 @@ def test_kubeconfig_host_aliases_reach_the_policy() -> None:
 def test_kubeconfig_host_aliases_bad_rejected(value: str) -> None:
     with pytest.raises(SettingsError, match="KUBECONFIG_HOST_ALIASES"):
         Settings.from_env({"KUBECONFIG_HOST_ALIASES": value})
+
+
+def test_probe_shards_default_and_bounds() -> None:
+    assert Settings.from_env({}).probe_shards == 16
+    assert Settings.from_env({"PROBE_SHARDS": "1"}).probe_shards == 1
+    assert Settings.from_env({"PROBE_SHARDS": "256"}).probe_shards == 256
+    for value in ("0", "-3", "257", "four", "1.5"):
+        with pytest.raises(SettingsError, match="PROBE_SHARDS"):
+            Settings.from_env({"PROBE_SHARDS": value})

@@ -1,8 +1,9 @@
-"""Live health of every registered cluster, probed off the request path by one leader at a time.
+"""Live health of every registered cluster, probed off the request path, each cluster by one replica.
 
-The leader (a Lease, see ``utils.leader``) lists the cluster Secrets each round, probes the ones that
-are due with bounded concurrency and a per-probe timeout, and writes what changed back into the
-Secrets' annotations, where every worker and replica reads it (through its informer). A status flips
+Each replica's prober owns a share of the clusters (``utils.leader.Ownership``: the shards it holds,
+see ``utils.shards``). Each round it lists the cluster Secrets, probes the ones it owns that are due
+with bounded concurrency and a per-probe timeout, and writes what changed back into the Secrets'
+annotations, where every worker and replica reads it (through its informer). A status flips
 only after ``failure_threshold`` (or ``success_threshold``) consistent results, and a dead cluster is
 probed less and less often (exponential backoff up to ``max_backoff``).
 """
@@ -30,7 +31,7 @@ from controllers.cluster.statistics import count_annotations
 from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
-from utils.leader import LeaderElector
+from utils.leader import Ownership
 
 from .records import stored_kubeconfig
 
@@ -164,7 +165,7 @@ def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
 
 
 class ClusterProber(BackgroundLoop):
-    """Runs probe rounds while this process leads; see the module docstring."""
+    """Runs probe rounds over the clusters this process owns; see the module docstring."""
 
     thread_name = "prober"
 
@@ -173,21 +174,26 @@ class ClusterProber(BackgroundLoop):
         metadata: Callable[[], kube.KubeClient],
         namespace: str,
         label: str,
-        elector: LeaderElector,
+        ownership: Ownership,
         policy: KubeconfigPolicy,
         settings: ProbeSettings,
         on_result: Callable[[str, ProbeResult, str], None] | None = None,
     ) -> None:
-        """Configure; nothing runs until ``start``."""
+        """Configure; nothing runs until ``start``.
+
+        ``ownership``: which clusters are this process's (a ``ShardOwnership``, or a ``LeaderElector``
+        whose leader owns them all).
+        """
         super().__init__()
         self._metadata = metadata
         self.namespace = namespace
         self.selector = f"{label}=true"
-        self.elector = elector
+        self.ownership = ownership
         self.policy = policy
         self.settings = settings
         self.on_result = on_result
         self._states: dict[str, ProbeState] = {}
+        self._tenures: dict[str, int] = {}  # the ownership tenure each state was learnt under
         self._pool: ThreadPoolExecutor | None = None
         self.rounds = 0
         self.last_round_seconds = 0.0
@@ -205,15 +211,19 @@ class ClusterProber(BackgroundLoop):
         return 2 * self.settings.interval + 2 * self.settings.timeout + 10.0
 
     def making_progress(self) -> bool:
-        """False when nothing finished for ``stall_seconds``: the elector then gives the Lease up."""
+        """False when nothing finished for ``stall_seconds``: the ownership then gives its shards up."""
         return time.monotonic() - self.progress_at < self.stall_seconds
 
     def _run(self) -> None:
-        """A round every interval, with +-10% jitter so replicas' timers do not align."""
+        """A round every interval (+-10% jitter so replicas' timers do not align), and one at once on a gain.
+
+        Clusters that came to this process (a shard taken over) are probed without waiting out the
+        interval: the gap in their health is the handover's, not the handover's plus an interval.
+        """
         while not self._stop.is_set():
             started = time.monotonic()
             self.progress_at = started
-            if self.elector.is_leader:
+            if self.ownership.active:
                 try:
                     self.run_round()
                 except kube.KubeError as exc:
@@ -221,19 +231,27 @@ class ClusterProber(BackgroundLoop):
                 except Exception as exc:  # a bug must not stop probing for good
                     logs.error({"error": f"{type(exc).__name__}: {exc}"}, "probe round failed")
             else:
-                self._drop_states()  # a follower keeps no clients open
-            wait = self.settings.interval * random.uniform(0.9, 1.1) - (time.monotonic() - started)  # noqa: S311
-            self._stop.wait(max(wait, 0.2))
+                self._drop_states()  # a process owning nothing keeps no clients open
+            next_round = started + self.settings.interval * random.uniform(0.9, 1.1)  # noqa: S311
+            self._stop.wait(0.2)
+            while not self._stop.is_set() and (remaining := next_round - time.monotonic()) > 0:
+                if self.ownership.wait_for_gain(min(remaining, 1.0)):
+                    break
 
     def run_round(self) -> int:
-        """Probe every cluster that is due; return how many were probed."""
+        """Probe every cluster this process owns that is due; return how many were probed."""
         started = time.monotonic()
+        shards = self.ownership.shards
         client = self._metadata()
         listing = client.request("GET", kube.secret_path(self.namespace), query={"labelSelector": self.selector})
-        secrets = {s["metadata"]["name"]: s for s in listing.get("items") or [] if s.get("metadata", {}).get("name")}
+        listed = {s["metadata"]["name"]: s for s in listing.get("items") or [] if s.get("metadata", {}).get("name")}
+        tenures = {name: tenure for name in listed if (tenure := self.ownership.tenure(name))}
+        secrets = {name: listed[name] for name in tenures}
         for name in list(self._states):
-            if name not in secrets:
+            # Gone, or no longer ours, or ours again after another replica had it: what we knew is stale.
+            if tenures.get(name) != self._tenures.get(name):
                 self._forget(name)
+        self._tenures = tenures
         now = time.monotonic()
         due = []
         # Every per-cluster step is isolated: one cluster's failure (a bug, a refused write) is logged
@@ -248,21 +266,32 @@ class ClusterProber(BackgroundLoop):
                 due.append((name, secret, state))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
-        results = list(self._pool.map(lambda item: self._probe_isolated(item[0], item[2]), due))
+
+        # A shard released meanwhile (rebalancing, a stall): its clusters' probes do not start.
+        def probe(item: tuple[str, dict[str, Any], ProbeState]) -> ProbeResult | None:
+            return self._probe_isolated(item[0], item[2]) if self.ownership.owns(item[0]) else None
+
+        results = list(self._pool.map(probe, due))
         for (name, secret, state), result in zip(due, results, strict=True):
-            if not self.elector.is_leader:
-                break  # gave the Lease up meanwhile (stalled): the new leader writes from now on
+            if not self.ownership.active:
+                break  # gave every shard up meanwhile (stalled): their new holders write from now on
             if result is None:
-                continue  # the probe itself broke: nothing honest to record this round
-            try:
-                self._record(name, secret, state, result)
-            except Exception as exc:
-                _cluster_step_failed(name, "record the probe result", exc)
+                continue  # the probe itself broke, or the cluster is no longer ours: nothing to record
+            # Recorded only under the tenure the round began with, and the shard is not released
+            # while the write is under way: one replica writes a cluster's health at a time.
+            with self.ownership.recording(name) as tenure:
+                if tenure != tenures[name]:
+                    continue
+                try:
+                    self._record(name, secret, state, result)
+                except Exception as exc:
+                    _cluster_step_failed(name, "record the probe result", exc)
             self.progress_at = time.monotonic()
         self.rounds += 1
         self.progress_at = time.monotonic()
         self.last_round_seconds = time.monotonic() - started
-        logs.debug({"clusters": len(secrets), "probed": len(due), "seconds": round(self.last_round_seconds, 3)},
+        logs.debug({"clusters": len(listed), "owned": len(secrets), "probed": len(due), "shards": len(shards),
+                    "shardIds": ",".join(map(str, shards)), "seconds": round(self.last_round_seconds, 3)},
                    "probe round done")  # fmt: skip
         return len(due)
 
