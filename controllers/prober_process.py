@@ -7,6 +7,8 @@ replica runs one; only the holder of the Lease probes (see ``controllers.cluster
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import signal
 import sys
 import threading
@@ -45,10 +47,21 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> ClusterProber
             max_backoff=settings.probe_max_backoff,
             heartbeat=settings.probe_heartbeat,
             count=settings.probe_count,
+            count_interval=settings.probe_count_interval,
+            retry_timeout=settings.probe_retry_timeout,
+            refresh=settings.probe_refresh,
         ),
     )
     elector.healthy = prober.making_progress  # a stuck prober hands the Lease to another replica
     return prober
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (as Go's runtime does for its processes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main() -> int:
@@ -60,7 +73,8 @@ def main() -> int:
         return 2
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
-    metadata = MetadataCluster(settings)
+    raise_open_files_limit()  # one kept connection per healthy cluster (10,000 and more)
+    metadata = MetadataCluster(settings, pool_size=settings.probe_concurrency)
     prober = build_prober(settings, metadata)
     stopping = threading.Event()
 
