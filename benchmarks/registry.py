@@ -249,7 +249,8 @@ def main() -> int:
 
         # The same service with probing on: one full round, and list latency while it runs.
         print("probing ...", flush=True)
-        env = {"LOG_LEVEL": "debug", "GUNICORN_THREADS": "8", "PROBE_INTERVAL": str(args.probe_interval),
+        env = {"PROBE_ENABLED": "true", "LOG_LEVEL": "debug", "GUNICORN_THREADS": "8",
+               "PROBE_INTERVAL": str(args.probe_interval),
                "PROBE_HEARTBEAT": "600"}  # fmt: skip
         svc = Service(meta, root, namespace=namespace, env=env, workers=2).start()
         services.append(svc)
