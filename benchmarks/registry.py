@@ -261,7 +261,8 @@ def main() -> int:
         # The first round starts as soon as the leader is elected (right after start-up) and probes
         # every cluster: list samples taken until it is logged as done are "during a round".
         during: list[float] = []
-        deadline = time.monotonic() + 3 * args.probe_interval + 60
+        # The first round writes every cluster's Secret (all are new): give it time in proportion.
+        deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
         while not rounds_done():
             assert time.monotonic() < deadline, "no probe round finished"
             during += timed(svc_list, 5)

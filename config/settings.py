@@ -78,7 +78,7 @@ class Settings:
     # Each round also counts nodes, pods, namespaces, deployments, daemonsets (five LISTs with limit=1
     # per healthy cluster) for cluster/statics; off: the home page shows zeros, detail counts live.
     probe_count: bool = True
-    probe_count_interval: float = 60.0  # ... at most this often per cluster (not every round)
+    probe_count_interval: float = 300.0  # ... at most this often per cluster (not every round)
     # The probe budget of a cluster whose last probe failed: a hanging cluster holds a slot this long.
     probe_retry_timeout: float = 1.5
     # A healthy cluster's client (one open connection) is kept between rounds and rebuilt this often:
@@ -169,7 +169,7 @@ class Settings:
             probe_max_backoff=_float(env, "PROBE_MAX_BACKOFF", 300.0),
             probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
             probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
-            probe_count_interval=_float(env, "PROBE_COUNT_INTERVAL", 60.0),
+            probe_count_interval=_float(env, "PROBE_COUNT_INTERVAL", 300.0),
             probe_retry_timeout=_float(env, "PROBE_RETRY_TIMEOUT", 1.5),
             probe_refresh=_float(env, "PROBE_REFRESH", 300.0),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),

@@ -15,7 +15,7 @@ import threading
 
 from config.settings import Settings, SettingsError
 from controllers.cluster import kubeconfig_policy
-from controllers.cluster.prober import ClusterProber, ProbeSettings
+from controllers.cluster.prober import METADATA_WRITES, ClusterProber, ProbeSettings
 from utils import kube, logs
 from utils.leader import LeaderElector
 from utils.metadata import MetadataCluster
@@ -74,7 +74,7 @@ def main() -> int:
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
     raise_open_files_limit()  # one kept connection per healthy cluster (10,000 and more)
-    metadata = MetadataCluster(settings, pool_size=settings.probe_concurrency)
+    metadata = MetadataCluster(settings, pool_size=METADATA_WRITES + 2)  # the writes, the round's list, slack
     prober = build_prober(settings, metadata)
     stopping = threading.Event()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from controllers.cluster.prober import (
     ProbeResult,
     ProbeSettings,
     ProbeState,
+    _counted_at,
     advance,
     backoff_seconds,
 )
@@ -280,3 +282,13 @@ def test_a_cluster_that_failed_is_retried_with_the_shorter_budget(
     # retry ends at its 0.3 s budget, with room for a busy machine.
     assert first.latency_ms >= 1900
     assert retry.latency_ms < first.latency_ms - 500
+
+
+def test_a_new_leader_reads_recorded_counts_as_fresh_only_when_they_are() -> None:
+    now = 1000.0
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    taken = _counted_at(recent, now)
+    assert taken is not None and 960 <= taken <= 971  # about 30 s ago on the monotonic clock
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for value in ("", "yesterday", "2026-13-01T00:00:00Z", future):
+        assert _counted_at(value, now) is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from utils.leader import LeaderElector
 from .records import stored_kubeconfig
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
+METADATA_WRITES = 16  # Secret patches in flight at once (the prober process pools as many connections)
 # Annotations whose change is written at once; anything else waits for the heartbeat.
 # Counts (cluster/statics) are tracked too: written when they change, or with the heartbeat.
 _TRACKED = ("status", "reason", "message", "version", *COUNT_KEYS, "countError")
@@ -156,7 +158,7 @@ class ProbeSettings:
     max_backoff: float = 300.0
     heartbeat: float = 60.0
     count: bool = True  # also count nodes, pods, namespaces, deployments, daemonsets (cluster/statics)
-    count_interval: float = 60.0  # ... at most this often per cluster
+    count_interval: float = 300.0  # ... at most this often per cluster
     retry_timeout: float = 1.5  # the probe budget of a cluster whose last probe failed (<= timeout)
     refresh: float = 300.0  # a kept client is rebuilt (address re-checked, full probe) this often
 
@@ -192,6 +194,17 @@ def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: floa
         state.next_at = now + backoff_seconds(state.failures, settings)
 
 
+def _counted_at(recorded: str, now: float) -> float | None:
+    """The monotonic time of a recorded ``countedAt`` (RFC 3339), so a new leader does not count again
+    what another one counted recently; None when absent, unreadable or in the future."""
+    try:
+        taken = dt.datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    age = (dt.datetime.now(dt.UTC) - taken).total_seconds()
+    return now - age if age >= 0 else None
+
+
 def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
     """Log a per-cluster step that failed unexpectedly; the round goes on with the other clusters."""
     logs.error({"clusterId": name, "error": f"{type(exc).__name__}: {exc}"}, f"prober could not {step}")
@@ -223,6 +236,9 @@ class ClusterProber(BackgroundLoop):
         self.on_result = on_result
         self._states: dict[str, ProbeState] = {}
         self._pool: ThreadPoolExecutor | None = None
+        # Writes to the metadata cluster in flight at once: it is the service's database, shared with
+        # every worker's watch; more parallel PATCHes only queue there.
+        self._writes = threading.BoundedSemaphore(METADATA_WRITES)
         self.rounds = 0
         self.last_round_seconds = 0.0
         self.progress_at = time.monotonic()  # last round start/end or finished probe (see making_progress)
@@ -309,6 +325,7 @@ class ClusterProber(BackgroundLoop):
             status=annotations.get("status") or annotations.get("clusterStatus") or STATUS_ACTIVE,
             transition=annotations.get("lastTransitionTime", ""),
             written={k: annotations.get(k, "") for k in _TRACKED},
+            counted_at=_counted_at(annotations.get("countedAt", ""), time.monotonic()),
         )
         try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
             state.kubeconfig = parse_kubeconfig(text)
@@ -375,7 +392,10 @@ class ClusterProber(BackgroundLoop):
             due = state.counted_at is None or now - state.counted_at >= s.count_interval
             if s.count and result.healthy and due:
                 result.counts = count_annotations(client, timeout, utc_now())
-                state.counted_at = now
+                # The first count is at once; the next one at a random point of the interval's second
+                # half, after that every interval: clusters registered together spread over the rounds.
+                first = state.counted_at is None
+                state.counted_at = now - random.uniform(0, s.count_interval / 2) if first else now  # noqa: S311
         if s.count and not result.healthy:
             result.counts = {"countError": result.reason}
             state.counted_at = None  # counted again as soon as it is back
@@ -412,8 +432,9 @@ class ClusterProber(BackgroundLoop):
         # The UID in the patch is a precondition: results never land on a re-created Secret.
         patch = {"metadata": {"uid": state.uid, "annotations": annotations}}
         try:
-            self._metadata().request("PATCH", kube.secret_path(self.namespace, name), body=patch,
-                                     content_type="application/merge-patch+json")  # fmt: skip
+            with self._writes:
+                self._metadata().request("PATCH", kube.secret_path(self.namespace, name), body=patch,
+                                         content_type="application/merge-patch+json")  # fmt: skip
         except (kube.NotFound, kube.Conflict):
             self._forget(name)
             return
