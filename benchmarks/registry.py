@@ -249,7 +249,8 @@ def main() -> int:
 
         # The same service with probing on: one full round, and list latency while it runs.
         print("probing ...", flush=True)
-        env = {"LOG_LEVEL": "debug", "GUNICORN_THREADS": "8", "PROBE_INTERVAL": str(args.probe_interval),
+        env = {"PROBE_ENABLED": "true", "LOG_LEVEL": "debug", "GUNICORN_THREADS": "8",
+               "PROBE_INTERVAL": str(args.probe_interval),
                "PROBE_HEARTBEAT": "600"}  # fmt: skip
         svc = Service(meta, root, namespace=namespace, env=env, workers=2).start()
         services.append(svc)
@@ -260,7 +261,8 @@ def main() -> int:
         # The first round starts as soon as the prober holds its shards (right after start-up) and probes
         # every cluster: list samples taken until it is logged as done are "during a round".
         during: list[float] = []
-        deadline = time.monotonic() + 3 * args.probe_interval + 60
+        # The first round writes every cluster's Secret (all are new): give it time in proportion.
+        deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
         while not rounds_done():
             assert time.monotonic() < deadline, "no probe round finished"
             during += timed(svc_list, 5)

@@ -72,7 +72,7 @@ class Settings:
     # Wall-clock bound of one cluster's whole probe (resolution, exec plugin, all calls); also each
     # socket wait's (connect: min(2 s, this)). A round never waits on a cluster longer.
     probe_timeout: float = 5.0
-    probe_concurrency: int = 32  # probes in flight: 10% of 1,000 hanging clusters fit in one interval
+    probe_concurrency: int = 128  # probes in flight: 10% of 10,000 clusters hanging fit in an interval
     probe_failure_threshold: int = 2  # consecutive failures before Active -> InActive
     probe_success_threshold: int = 1  # consecutive successes before InActive -> Active
     probe_max_backoff: float = 300.0  # a dead cluster is probed at least this often
@@ -80,6 +80,12 @@ class Settings:
     # Each round also counts nodes, pods, namespaces, deployments, daemonsets (five LISTs with limit=1
     # per healthy cluster) for cluster/statics; off: the home page shows zeros, detail counts live.
     probe_count: bool = True
+    probe_count_interval: float = 300.0  # ... at most this often per cluster (not every round)
+    # The probe budget of a cluster whose last probe failed: a hanging cluster holds a slot this long.
+    probe_retry_timeout: float = 1.5
+    # A healthy cluster's client (one open connection) is kept between rounds and rebuilt this often:
+    # its address re-resolved and re-checked, version and identity read again.
+    probe_refresh: float = 300.0
     # Clusters are divided among the replicas' probers in this many shards, each a Lease (utils/shards.py):
     # enough for a fair split among a handful of replicas, few enough that renewing them costs little
     # (one LIST and one write per held shard every renew interval).
@@ -163,13 +169,16 @@ class Settings:
             probe_enabled=not env.get("PROBE_ENABLED") or _bool(env, "PROBE_ENABLED"),
             probe_interval=_float(env, "PROBE_INTERVAL", 15.0),
             probe_timeout=_float(env, "PROBE_TIMEOUT", 5.0),
-            probe_concurrency=_int(env, "PROBE_CONCURRENCY", 32, minimum=1),
+            probe_concurrency=_int(env, "PROBE_CONCURRENCY", 128, minimum=1),
             probe_failure_threshold=_int(env, "PROBE_FAILURE_THRESHOLD", 2, minimum=1),
             probe_success_threshold=_int(env, "PROBE_SUCCESS_THRESHOLD", 1, minimum=1),
             probe_max_backoff=_float(env, "PROBE_MAX_BACKOFF", 300.0),
             probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
             probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
             probe_shards=_int(env, "PROBE_SHARDS", 16, minimum=1),
+            probe_count_interval=_float(env, "PROBE_COUNT_INTERVAL", 300.0),
+            probe_retry_timeout=_float(env, "PROBE_RETRY_TIMEOUT", 1.5),
+            probe_refresh=_float(env, "PROBE_REFRESH", 300.0),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),
             lease_renew_interval=_float(env, "LEASE_RENEW_INTERVAL", 5.0),
             watch_timeout=_int(env, "WATCH_TIMEOUT", 60, minimum=1),

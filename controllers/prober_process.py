@@ -7,13 +7,15 @@ replica runs one; each probes the clusters of the shards it holds (see ``utils.s
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import signal
 import sys
 import threading
 
 from config.settings import Settings, SettingsError
 from controllers.cluster import kubeconfig_policy
-from controllers.cluster.prober import ClusterProber, ProbeSettings
+from controllers.cluster.prober import METADATA_WRITES, ClusterProber, ProbeSettings
 from utils import kube, logs
 from utils.metadata import MetadataCluster
 from utils.shards import ShardOwnership
@@ -47,10 +49,21 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
             max_backoff=settings.probe_max_backoff,
             heartbeat=settings.probe_heartbeat,
             count=settings.probe_count,
+            count_interval=settings.probe_count_interval,
+            retry_timeout=settings.probe_retry_timeout,
+            refresh=settings.probe_refresh,
         ),
     )
     ownership.healthy = prober.making_progress  # a stuck prober hands its shards to the other replicas
     return prober, ownership
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (as Go's runtime does for its processes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main() -> int:
@@ -62,7 +75,8 @@ def main() -> int:
         return 2
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
-    metadata = MetadataCluster(settings)
+    raise_open_files_limit()  # one kept connection per healthy cluster (10,000 and more)
+    metadata = MetadataCluster(settings, pool_size=METADATA_WRITES + 2)  # the writes, the round's list, slack
     prober, ownership = build_prober(settings, metadata)
     stopping = threading.Event()
 

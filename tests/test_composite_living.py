@@ -71,7 +71,8 @@ def test_a_copy_between_living_clusters_rolls_out(service: Service, living1: Clu
 
 @pytest.mark.timeout(300)
 def test_topology_auto_service_and_counts_on_a_living_cluster(make_service, living1: Cluster) -> None:
-    svc = make_service(env={"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_HEARTBEAT": "1",
+    svc = make_service(env={"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_COUNT_INTERVAL": "0.5",
+                            "PROBE_HEARTBEAT": "1",
                             "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"})  # fmt: skip
     cluster_id = register(svc, living1)
     ns, name = namespace(living1), unique("api")

@@ -13,8 +13,16 @@ from controlplane.harness import Cluster
 from tests.conftest import kubeconfig_text
 from tests.service import Service, eventually, unique
 
-FAST = {"PROBE_ENABLED": "true", "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "2", "PROBE_HEARTBEAT": "1",
-        "PROBE_MAX_BACKOFF": "1", "LEASE_DURATION": "3", "LEASE_RENEW_INTERVAL": "1"}  # fmt: skip
+FAST = {
+    "PROBE_ENABLED": "true",
+    "PROBE_INTERVAL": "0.5",
+    "PROBE_COUNT_INTERVAL": "0.5",
+    "PROBE_TIMEOUT": "2",
+    "PROBE_HEARTBEAT": "1",
+    "PROBE_MAX_BACKOFF": "1",
+    "LEASE_DURATION": "3",
+    "LEASE_RENEW_INTERVAL": "1",
+}
 
 
 # Probe rounds on a busy machine: a longer default than the shared helper's.

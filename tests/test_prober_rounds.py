@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 import pytest
+import requests
 
 from controllers.cluster.prober import (
     MAX_BACKOFF_DOUBLINGS,
@@ -15,10 +18,11 @@ from controllers.cluster.prober import (
     ProbeResult,
     ProbeSettings,
     ProbeState,
+    _counted_at,
     advance,
     backoff_seconds,
 )
-from controlplane.harness import Cluster
+from controlplane.harness import Blackhole, Cluster
 from tests.conftest import kubeconfig_text
 from tests.service import unique
 from utils import kube
@@ -230,3 +234,111 @@ def test_a_round_probes_and_records_only_the_clusters_this_process_owns(
     finally:
         prober.stop()
         client.close()
+
+
+# What a round costs (a kept connection, the short retry budget, counting less often) -----------------
+
+
+def _connections_made(client: kube.KubeClient) -> int:
+    """TLS connections the client's pools have opened so far (urllib3 counts them)."""
+    pools = client.api.rest_client.pool_manager.pools
+    return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (not a dict)
+
+
+@pytest.fixture
+def round_prober(meta: Cluster, registry_namespace: str) -> Iterator[Callable[..., ClusterProber]]:
+    """Build in-process probers for the round's namespace, as the Lease holder; all stopped afterwards."""
+    client = kube.KubeClient.from_kubeconfig(meta.kubeconfig(), (1.0, 5.0))
+    elector = LeaderElector(lambda: client, registry_namespace, unique("lease"))
+    assert elector.try_acquire_or_renew()
+    made: list[ClusterProber] = []
+
+    def build(
+        settings: ProbeSettings, on_result: Callable[[str, ProbeResult, str], None] | None = None
+    ) -> ClusterProber:
+        prober = ClusterProber(lambda: client, registry_namespace, LABEL, elector, KubeconfigPolicy(), settings,
+                               on_result=on_result)  # fmt: skip
+        made.append(prober)
+        return prober
+
+    try:
+        yield build
+    finally:
+        for prober in made:
+            prober.stop()
+        client.close()
+
+
+def test_a_healthy_cluster_keeps_one_connection_and_is_counted_once_per_count_interval(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    _register(meta, registry_namespace, "kept", kubeconfig_text(target1))
+    prober = round_prober(ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600))
+    assert prober.run_round() == 1
+    state = prober._states["kept"]
+    first_client, counted = state.client, _annotations(meta, registry_namespace, "kept")
+    assert first_client is not None and counted["reason"] == "Healthy" and counted["countedAt"]
+    assert counted["namespaceCount"] != "" and counted["clusterUID"]
+    for _ in range(3):
+        assert prober.run_round() == 1
+    assert state.client is first_client and _connections_made(first_client) == 1  # no new TLS handshake
+    assert state.counted_at is not None and _annotations(meta, registry_namespace, "kept")["countedAt"] == counted[
+        "countedAt"]  # fmt: skip
+    # Past the refresh period the client is rebuilt: a new connection, the full probe again.
+    prober.settings = dataclasses.replace(prober.settings, refresh=1e-9)
+    assert prober.run_round() == 1
+    assert state.client is not None and state.client is not first_client
+    assert _annotations(meta, registry_namespace, "kept")["reason"] == "Healthy"
+
+
+def test_rejected_credentials_are_seen_on_the_kept_connection(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    # The premise: the API server answers /readyz with 401 to a request whose credentials it rejects.
+    verify = str(target1.dir / "certs" / "apiserver.crt")
+    refused = requests.get(f"{target1.url}/readyz", headers={"Authorization": "Bearer revoked"}, verify=verify,
+                           timeout=10)  # fmt: skip
+    assert refused.status_code == 401
+    _register(meta, registry_namespace, "revoked", kubeconfig_text(target1))
+    seen: list[ProbeResult] = []
+    prober = round_prober(ProbeSettings(timeout=5, failure_threshold=1),
+                          on_result=lambda _name, result, _status: seen.append(result))  # fmt: skip
+    assert prober.run_round() == 1 and seen[-1].reason == "Healthy"
+    kept = prober._states["revoked"].client
+    assert kept is not None
+    kept.api.configuration.api_key = {"BearerToken": "revoked"}  # the token is revoked while the connection lives
+    assert prober.run_round() == 1
+    assert seen[-1].reason == "Unauthorized", seen[-1]
+    recorded = _annotations(meta, registry_namespace, "revoked")
+    assert recorded["status"] == "InActive" and recorded["reason"] == "Unauthorized"
+    assert prober._states["revoked"].client is None  # dropped: the next probe connects afresh
+
+
+def test_a_cluster_that_failed_is_retried_with_the_shorter_budget(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    hole = Blackhole()
+    try:
+        _register(meta, registry_namespace, "hanging", kubeconfig_text(target1, server=hole.url))
+        seen: list[ProbeResult] = []
+        settings = ProbeSettings(timeout=4, retry_timeout=0.3, failure_threshold=5)  # no backoff yet
+        prober = round_prober(settings, on_result=lambda _name, result, _status: seen.append(result))
+        assert prober.run_round() == 1 and prober.run_round() == 1
+    finally:
+        hole.close()
+    first, retry = seen
+    assert first.reason == retry.reason == "Timeout", seen
+    # The first probe waits its whole connect bound (2 s: the TLS handshake never completes); the
+    # retry ends at its 0.3 s budget, with room for a busy machine.
+    assert first.latency_ms >= 1900
+    assert retry.latency_ms < first.latency_ms - 500
+
+
+def test_a_new_leader_reads_recorded_counts_as_fresh_only_when_they_are() -> None:
+    now = 1000.0
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    taken = _counted_at(recent, now)
+    assert taken is not None and 960 <= taken <= 971  # about 30 s ago on the monotonic clock
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for value in ("", "yesterday", "2026-13-01T00:00:00Z", future):
+        assert _counted_at(value, now) is None

@@ -221,6 +221,9 @@ def _each_cluster_probed_by_one(services: list[Service], offsets: list[int], ids
                for shards, line in zip(shard_sets, latest, strict=True))  # fmt: skip
 
 
+# Three services, a kill, a restart and a stop, each waited for with its own bound: more than the
+# suite's default 120 s on a busy machine.
+@pytest.mark.timeout(480)
 def test_replicas_share_the_probing_and_survive_one_killed(make_service, meta: Cluster, target1: Cluster) -> None:
     namespace = unique("krm-shards")
     services = [make_service(namespace=namespace, env=SHARDED) for _ in range(3)]

@@ -18,9 +18,13 @@ class MetadataCluster:
     Built lazily so that no connection pool exists before gunicorn forks its workers.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        """Remember how to reach the metadata cluster; nothing is read or contacted yet."""
+    def __init__(self, settings: Settings, pool_size: int = 16) -> None:
+        """Remember how to reach the metadata cluster; nothing is read or contacted yet.
+
+        ``pool_size``: connections kept open (the prober writes from all its probe threads at once).
+        """
         self.settings = settings
+        self.pool_size = pool_size
         self._client: KubeClient | None = None
         self._lock = threading.Lock()
         self._kube_system_uid = ""
@@ -44,7 +48,7 @@ class MetadataCluster:
         s = self.settings
         timeout = (s.metadata_connect_timeout, s.metadata_read_timeout)
         if s.in_cluster:
-            return KubeClient.in_cluster(str(s.service_account_root), timeout)
+            return KubeClient.in_cluster(str(s.service_account_root), timeout, pool_size=self.pool_size)
         path: Path = s.metadata_kubeconfig_path()
         try:
             kubeconfig = yaml.safe_load(path.read_text())
@@ -56,7 +60,7 @@ class MetadataCluster:
             raise BadKubeconfig(f"the metadata kubeconfig {path} is not a kubeconfig")
         # No wall-clock bound per call: this is the service's own database, whose LISTs grow with the
         # registry; a frozen one is noticed by the read timeout, a dripping one by the prober's watchdog.
-        return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=16, call_timeout=math.inf)
+        return KubeClient.from_kubeconfig(kubeconfig, timeout, pool_size=self.pool_size, call_timeout=math.inf)
 
     def kube_system_uid(self) -> str:
         """The UID of the metadata cluster's ``kube-system`` namespace (its identity); "" if unreadable.

@@ -6,6 +6,18 @@ with bounded concurrency and a per-probe timeout, and writes what changed back i
 annotations, where every worker and replica reads it (through its informer). A status flips
 only after ``failure_threshold`` (or ``success_threshold``) consistent results, and a dead cluster is
 probed less and less often (exponential backoff up to ``max_backoff``).
+
+What a probe costs decides how many clusters one process can watch (10,000 at a 30 s interval on two
+cores is the target). So a healthy cluster keeps its client, and with it one open connection, between
+rounds: a steady probe is one ``GET /readyz`` on that connection, no TLS handshake, no resolution.
+The full probe (resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs on a
+new connection: the first time, after any failure, after the kubeconfig changed and every
+``refresh`` seconds (a renamed address, a changed policy, an upgraded version, revoked read rights
+are seen then). Credentials are still proven every round: the API server answers a request carrying
+rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
+``count_interval``, not every round. A cluster whose last probe failed gets ``retry_timeout`` instead
+of ``timeout``, so hanging clusters hold a slot briefly, and results are written by the probing
+thread itself, so the first round's writes (every cluster new) run in parallel too.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +49,7 @@ from utils.leader import Ownership
 from .records import stored_kubeconfig
 
 KUBE_SYSTEM = "/api/v1/namespaces/kube-system"
+METADATA_WRITES = 16  # Secret patches in flight at once (the prober process pools as many connections)
 # Annotations whose change is written at once; anything else waits for the heartbeat.
 # Counts (cluster/statics) are tracked too: written when they change, or with the heartbeat.
 _TRACKED = ("status", "reason", "message", "version", *COUNT_KEYS, "countError")
@@ -66,18 +80,27 @@ class ProbeResult:
         return self.reason in (REASON_HEALTHY, REASON_IDENTITY_UNKNOWN)
 
 
-def probe_cluster(client: kube.KubeClient, expiry: dt.datetime | None = None) -> ProbeResult:
-    """Ask /version, /readyz and the kube-system namespace (identity; proves the credentials work)."""
+def probe_cluster(
+    client: kube.KubeClient, expiry: dt.datetime | None = None, known: ProbeResult | None = None
+) -> ProbeResult:
+    """Ask /version, /readyz and the kube-system namespace (identity; proves the credentials work).
+
+    ``known``: the healthy result of the full probe on this same client; then only ``/readyz`` is
+    asked (rejected credentials get 401 there too) and the rest is taken from ``known``.
+    """
     started = time.monotonic()
-    version = ""
+    version = known.version if known is not None else ""
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        version = str(client.version()["gitVersion"])
+        if known is None:
+            version = str(client.version()["gitVersion"])
         if client.request("GET", "/readyz", raw=True).strip() != b"ok":
             return ProbeResult("Unhealthy", "readyz did not answer ok", version, "", elapsed())
+        if known is not None:
+            return ProbeResult(known.reason, known.message, version, known.uid, elapsed())
         try:
             namespace = client.request("GET", KUBE_SYSTEM)
         except kube.Forbidden as exc:
@@ -112,6 +135,16 @@ class ProbeState:
     written: dict[str, str] = field(default_factory=dict)
     written_at: float = 0.0
     error: str = ""  # a kubeconfig that cannot be used at all
+    client: kube.KubeClient | None = None  # kept while healthy: one open connection (see the module doc)
+    client_at: float = 0.0  # when the client was built and fully probed (monotonic)
+    known: ProbeResult | None = None  # that full probe's healthy result
+    counted_at: float | None = None  # last count (monotonic); None: never
+
+    def close_client(self) -> None:
+        """Close the kept client: the next probe connects afresh and runs the full probe."""
+        client, self.client, self.known = self.client, None, None
+        if client is not None:
+            client.close()
 
 
 @dataclass(frozen=True)
@@ -120,12 +153,15 @@ class ProbeSettings:
 
     interval: float = 15.0
     timeout: float = 5.0
-    concurrency: int = 32
+    concurrency: int = 128
     failure_threshold: int = 2
     success_threshold: int = 1
     max_backoff: float = 300.0
     heartbeat: float = 60.0
     count: bool = True  # also count nodes, pods, namespaces, deployments, daemonsets (cluster/statics)
+    count_interval: float = 300.0  # ... at most this often per cluster
+    retry_timeout: float = 1.5  # the probe budget of a cluster whose last probe failed (<= timeout)
+    refresh: float = 300.0  # a kept client is rebuilt (address re-checked, full probe) this often
 
 
 # Enough doublings for any max_backoff a setting can give (interval * 2 ** 62 is far past a year);
@@ -157,6 +193,17 @@ def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: floa
         if state.status != STATUS_INACTIVE:
             state.status, state.transition = STATUS_INACTIVE, utc_now()
         state.next_at = now + backoff_seconds(state.failures, settings)
+
+
+def _counted_at(recorded: str, now: float) -> float | None:
+    """The monotonic time of a recorded ``countedAt`` (RFC 3339), so a new leader does not count again
+    what another one counted recently; None when absent, unreadable or in the future."""
+    try:
+        taken = dt.datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    age = (dt.datetime.now(dt.UTC) - taken).total_seconds()
+    return now - age if age >= 0 else None
 
 
 def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
@@ -195,6 +242,9 @@ class ClusterProber(BackgroundLoop):
         self._states: dict[str, ProbeState] = {}
         self._tenures: dict[str, int] = {}  # the ownership tenure each state was learnt under
         self._pool: ThreadPoolExecutor | None = None
+        # Writes to the metadata cluster in flight at once: it is the service's database, shared with
+        # every worker's watch; more parallel PATCHes only queue there.
+        self._writes = threading.BoundedSemaphore(METADATA_WRITES)
         self.rounds = 0
         self.last_round_seconds = 0.0
         self.progress_at = time.monotonic()  # last round start/end or finished probe (see making_progress)
@@ -204,6 +254,7 @@ class ClusterProber(BackgroundLoop):
         super().stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._drop_states()
 
     @property
     def stall_seconds(self) -> float:
@@ -253,7 +304,7 @@ class ClusterProber(BackgroundLoop):
                 self._forget(name)
         self._tenures = tenures
         now = time.monotonic()
-        due = []
+        due: list[tuple[str, dict[str, Any], ProbeState]] = []
         # Every per-cluster step is isolated: one cluster's failure (a bug, a refused write) is logged
         # with its id and never stops the round for the others.
         for name, secret in secrets.items():
@@ -266,27 +317,8 @@ class ClusterProber(BackgroundLoop):
                 due.append((name, secret, state))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
-
-        # A shard released meanwhile (rebalancing, a stall): its clusters' probes do not start.
-        def probe(item: tuple[str, dict[str, Any], ProbeState]) -> ProbeResult | None:
-            return self._probe_isolated(item[0], item[2]) if self.ownership.owns(item[0]) else None
-
-        results = list(self._pool.map(probe, due))
-        for (name, secret, state), result in zip(due, results, strict=True):
-            if not self.ownership.active:
-                break  # gave every shard up meanwhile (stalled): their new holders write from now on
-            if result is None:
-                continue  # the probe itself broke, or the cluster is no longer ours: nothing to record
-            # Recorded only under the tenure the round began with, and the shard is not released
-            # while the write is under way: one replica writes a cluster's health at a time.
-            with self.ownership.recording(name) as tenure:
-                if tenure != tenures[name]:
-                    continue
-                try:
-                    self._record(name, secret, state, result)
-                except Exception as exc:
-                    _cluster_step_failed(name, "record the probe result", exc)
-            self.progress_at = time.monotonic()
+        for _ in self._pool.map(lambda i: self._probe_and_record(i[0], i[1], i[2], tenures[i[0]]), due):
+            pass
         self.rounds += 1
         self.progress_at = time.monotonic()
         self.last_round_seconds = time.monotonic() - started
@@ -304,12 +336,15 @@ class ClusterProber(BackgroundLoop):
         state = self._states.get(name)
         if state is not None and state.uid == meta.get("uid") and state.digest == digest:
             return state
+        if state is not None:
+            state.close_client()  # the kubeconfig changed (or the Secret was re-created)
         state = ProbeState(
             uid=str(meta.get("uid") or ""),
             digest=digest,
             status=annotations.get("status") or annotations.get("clusterStatus") or STATUS_ACTIVE,
             transition=annotations.get("lastTransitionTime", ""),
             written={k: annotations.get(k, "") for k in _TRACKED},
+            counted_at=_counted_at(annotations.get("countedAt", ""), time.monotonic()),
         )
         try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
             state.kubeconfig = parse_kubeconfig(text)
@@ -318,6 +353,27 @@ class ClusterProber(BackgroundLoop):
             state.error = str(exc)
         self._states[name] = state
         return state
+
+    def _probe_and_record(self, name: str, secret: dict[str, Any], state: ProbeState, tenure: int) -> None:
+        """Probe one cluster and record the result (runs in the pool; each step isolated).
+
+        ``tenure``: the ownership tenure the round began with; the result is recorded only under it.
+        """
+        if not self.ownership.owns(name):
+            return  # its shard was released meanwhile (rebalancing, a stall): the probe does not start
+        result = self._probe_isolated(name, state)
+        if result is None:
+            return  # the probe itself broke: nothing honest to record this round
+        # The shard is not released while the write is under way: one replica writes a cluster's
+        # health at a time, and never under a tenure other than the round's.
+        with self.ownership.recording(name) as current:
+            if current != tenure:
+                return
+            try:
+                self._record(name, secret, state, result)
+            except Exception as exc:
+                _cluster_step_failed(name, "record the probe result", exc)
+        self.progress_at = time.monotonic()
 
     def _probe_isolated(self, name: str, state: ProbeState) -> ProbeResult | None:
         """``_probe``, with an unexpected exception logged for this cluster instead of ending the round."""
@@ -328,30 +384,48 @@ class ClusterProber(BackgroundLoop):
             return None
 
     def _probe(self, state: ProbeState) -> ProbeResult:
-        """One probe of one cluster (runs in the pool)."""
+        """One probe of one cluster (runs in the pool), on its kept client or a new one."""
         if state.kubeconfig is None:
             return ProbeResult("BadKubeconfig", state.error)
-        # A client per probe, closed after it: memory over CPU. Kept open, 1,000 clients with their TLS
-        # connections cost ~75 MiB; rebuilding one costs a few milliseconds of this process's time.
-        timeout = (min(2.0, self.settings.timeout), self.settings.timeout)
+        s = self.settings
+        now = time.monotonic()
         # One wall-clock budget for the whole probe (resolution, exec plugin, every call): a cluster
-        # that drips bytes or a plugin that hangs never holds the round longer.
-        deadline = kube.deadline_in(self.settings.timeout)
-        try:  # pinned again each time: the name is re-resolved and re-checked, then not resolved again
-            pinned = self.policy.pin(state.kubeconfig, deadline)
-            client = kube.KubeClient.from_kubeconfig(pinned, timeout, pool_size=1, deadline=deadline)
-        except KubeconfigRejected as exc:
-            result = ProbeResult("BadKubeconfig", str(exc))
-        except kube.KubeError as exc:
-            result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
-        else:
-            with client:
-                result = probe_cluster(client, state.expiry)
-                # One count per cluster per round, on the same client and within the probe's deadline;
-                # failures stay in countError.
-                if self.settings.count:
-                    result.counts = (count_annotations(client, timeout, utc_now()) if result.healthy
-                                     else {"countError": result.reason})  # fmt: skip
+        # that drips bytes or a plugin that hangs never holds the round longer. A cluster that failed
+        # last time gets the shorter retry budget: a hanging one holds its slot for that long only.
+        budget = s.timeout if state.failures == 0 else min(s.timeout, s.retry_timeout)
+        timeout = (min(2.0, budget), budget)
+        deadline = kube.deadline_in(budget)
+        if state.client is not None and now - state.client_at >= s.refresh:
+            state.close_client()  # time to re-resolve, re-check the address and re-read identity
+        client = state.client
+        if client is None:
+            try:  # the name is resolved and checked now, then not resolved again for this client
+                pinned = self.policy.pin(state.kubeconfig, deadline)
+                client = kube.KubeClient.from_kubeconfig(pinned, timeout, pool_size=1, deadline=deadline)
+            except KubeconfigRejected as exc:
+                result = ProbeResult("BadKubeconfig", str(exc))
+            except kube.KubeError as exc:
+                result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
+            else:
+                state.client, state.client_at = client, now
+        if client is not None:
+            client.deadline = deadline  # this probe's budget, for every call on the kept client
+            result = probe_cluster(client, state.expiry, state.known)
+            if not result.healthy:
+                state.close_client()
+            elif state.known is None:
+                state.known = ProbeResult(result.reason, result.message, result.version, result.uid)
+            # Counts on the same client and within the probe's deadline; failures stay in countError.
+            due = state.counted_at is None or now - state.counted_at >= s.count_interval
+            if s.count and result.healthy and due:
+                result.counts = count_annotations(client, timeout, utc_now())
+                # The first count is at once; the next one at a random point of the interval's second
+                # half, after that every interval: clusters registered together spread over the rounds.
+                first = state.counted_at is None
+                state.counted_at = now - random.uniform(0, s.count_interval / 2) if first else now  # noqa: S311
+        if s.count and not result.healthy:
+            result.counts = {"countError": result.reason}
+            state.counted_at = None  # counted again as soon as it is back
         self.progress_at = time.monotonic()
         metrics.observe_probe(result.reason, result.latency_ms / 1000)
         return result
@@ -385,8 +459,9 @@ class ClusterProber(BackgroundLoop):
         # The UID in the patch is a precondition: results never land on a re-created Secret.
         patch = {"metadata": {"uid": state.uid, "annotations": annotations}}
         try:
-            self._metadata().request("PATCH", kube.secret_path(self.namespace, name), body=patch,
-                                     content_type="application/merge-patch+json")  # fmt: skip
+            with self._writes:
+                self._metadata().request("PATCH", kube.secret_path(self.namespace, name), body=patch,
+                                         content_type="application/merge-patch+json")  # fmt: skip
         except (kube.NotFound, kube.Conflict):
             self._forget(name)
             return
@@ -400,9 +475,13 @@ class ClusterProber(BackgroundLoop):
                        "latencyMs": result.latency_ms}, "cluster health changed")  # fmt: skip
 
     def _forget(self, name: str) -> None:
-        """Drop a cluster's state."""
-        self._states.pop(name, None)
+        """Drop a cluster's state (and close its kept client)."""
+        state = self._states.pop(name, None)
+        if state is not None:
+            state.close_client()
 
     def _drop_states(self) -> None:
-        """Forget everything (used when this process is not the leader)."""
-        self._states.clear()
+        """Forget everything and close every kept client (used when this process is not the leader)."""
+        states, self._states = self._states, {}
+        for state in states.values():
+            state.close_client()

@@ -4,8 +4,8 @@ Go keeps a shared informer per kind per cluster (every pod of every cluster in m
 for the clusters registered at its start. Here a count is a LIST with ``limit=1``: the API server
 answers ``metadata.remainingItemCount``, so one small answer gives the total. When that field is
 absent (the server cannot tell, e.g. on an inconsistent continuation), metadata-only pages of 500
-are counted. The prober counts each cluster once a round and records the counts with its health;
-``statics`` reads them from the registry's items.
+are counted. The prober counts each cluster every ``PROBE_COUNT_INTERVAL`` and records the counts
+with its health; ``statics`` reads them from the registry's items.
 """
 
 from __future__ import annotations
