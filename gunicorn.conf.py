@@ -68,7 +68,11 @@ class _ProberSupervisor:
         while not self.stopping.is_set():
             started = time.monotonic()
             self.process = subprocess.Popen([sys.executable, "-m", "controllers.prober_process"])
-            code = self.process.wait()
+            # Polled, not a blocking wait(): the master's SIGCHLD handler reaps every child with
+            # waitpid(-1), and a blocking waitpid(pid) racing it can sleep through the prober's death
+            # (seen: a SIGKILLed prober not restarted for a minute). poll() sees it within a second.
+            while (code := self.process.poll()) is None and not self.stopping.is_set():
+                self.stopping.wait(1.0)
             if self.stopping.is_set():
                 return
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
