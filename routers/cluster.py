@@ -86,4 +86,4 @@ def get():
 def list_():
     """Every registered cluster, without kubeconfigs."""
     b = require_ready()
-    return ok(MSG_QUERY_OK, {"items": cluster.list_clusters(b.clusters)})
+    return ok(MSG_QUERY_OK, {"items": cluster.list_clusters_json(b.clusters)})
