@@ -87,6 +87,12 @@ class SecretCache:
             return len(self._entries)
 
 
+def _compact_json(item: dict[str, str]) -> bytes:
+    """``orjson.dumps(item)`` in a bytes object of its own size: orjson's answer keeps its whole
+    output buffer (about 8 KiB for a 400-byte item), which at 10,000 items is 80 MiB per process."""
+    return bytes(memoryview(orjson.dumps(item)))
+
+
 def _trimmed(secret: dict[str, Any]) -> dict[str, Any]:
     """What ``get`` reads of a Secret: metadata without managedFields, type and data."""
     meta = dict(secret.get("metadata") or {})
@@ -253,7 +259,7 @@ class ClusterRegistry:
             entry = cache.get(name)
             if entry is None or entry[0] != revision or revision < 0:
                 item = list_item(name, meta.get("annotations"))
-                entry = (revision, item, orjson.dumps(item))
+                entry = (revision, item, _compact_json(item))
             fresh[name] = entry
             items.append(entry[1])
             parts.append(entry[2])
@@ -270,7 +276,7 @@ class ClusterRegistry:
             for original, copy in zip(originals, marked, strict=True):
                 i = positions[id(original)]
                 items[i] = copy
-                parts[i] = orjson.dumps(copy)
+                parts[i] = _compact_json(copy)
         return _Rendered(generation, items, parts)
 
     def _list_metadata(self) -> list[dict[str, Any]]:
