@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> F
         f"{settings.cluster_label}=true",
         watch_seconds=settings.watch_timeout,
     )
-    registry = ClusterRegistry(metadata, settings.cluster_label, informer)
+    registry = ClusterRegistry(metadata, settings.cluster_label, informer, secret_cache_size=settings.secret_cache_size)
     clusters = ClusterContext(
         registry=registry,
         policy=kubeconfig_policy(settings),

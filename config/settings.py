@@ -112,6 +112,8 @@ class Settings:
     # Per-cluster client cache: how many clusters keep a client (LRU) and for how long an unused one
     # stays open; each client keeps up to ``client_pool_size`` connections to its API server.
     client_cache_size: int = 64
+    # cluster/get: whole cluster Secrets kept per process (LRU) and served while the watch shows them unchanged.
+    secret_cache_size: int = 256
     client_idle_seconds: float = 300.0
     client_pool_size: int = 8
     # Resource routes carry whole objects (a ConfigMap holds up to 1 MiB, JSON-escaped more).
@@ -193,6 +195,7 @@ class Settings:
             route_budget_statics=_float(env, "ROUTE_BUDGET_STATICS", 19.5),
             route_connect_timeout=_float(env, "ROUTE_CONNECT_TIMEOUT", 2.0),
             client_cache_size=_int(env, "CLIENT_CACHE_SIZE", 64, minimum=1),
+            secret_cache_size=_int(env, "SECRET_CACHE_SIZE", 256, minimum=0),
             client_idle_seconds=_float(env, "CLIENT_IDLE_SECONDS", 300.0),
             client_pool_size=_int(env, "CLIENT_POOL_SIZE", 8, minimum=1),
             resource_max_body_bytes=_int(env, "RESOURCE_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from marshmallow import ValidationError
 
 from config.constants import (
@@ -15,7 +15,7 @@ from config.constants import (
     MSG_QUERY_OK,
     MSG_UPDATE_OK,
 )
-from config.envelope import ok
+from config.envelope import JSON_CONTENT_TYPE, ok
 from controllers import cluster
 from controllers.errors import BadRequest
 from controllers.schemas import ID_ALIASES, ConflictingKeys, bind_id_keys, cluster_schema, describe_errors
@@ -82,8 +82,16 @@ def get():
     return ok(MSG_QUERY_OK, {"item": cluster.get(b.clusters, _request_id(MSG_GET_FAILED))})
 
 
+_listed: tuple[object, bytes] | None = None  # (the registry's items JSON, the envelope built around it)
+
+
 @bp.get("/list")
 def list_():
-    """Every registered cluster, without kubeconfigs."""
+    """Every registered cluster, without kubeconfigs (the envelope is built once per registry change)."""
+    global _listed
     b = require_ready()
-    return ok(MSG_QUERY_OK, {"items": cluster.list_clusters(b.clusters)})
+    items = cluster.list_clusters_json(b.clusters)
+    cached = _listed
+    if cached is None or cached[0] is not items:
+        cached = _listed = (items, ok(MSG_QUERY_OK, {"items": items}).get_data())
+    return Response(cached[1], status=200, content_type=JSON_CONTENT_TYPE)

@@ -51,6 +51,10 @@ class MetadataInformer(BackgroundLoop):
         self._deleted: dict[str, int] = {}  # name -> revision of a delete this process made
         self._lock = threading.Lock()
         self._healthy = threading.Event()
+        # Set once a LIST is loaded; cleared only by a failure. While a watch is renewed (its normal end,
+        # or a relist after 410 Gone) the copy is still served: it was current a moment ago.
+        self._listed = threading.Event()
+        self._sorted: tuple[int, list[str]] = (-1, [])
         self.generation = 0  # bumped on every change, so readers can cache what they derive
         self.last_error = "not started"
 
@@ -59,6 +63,12 @@ class MetadataInformer(BackgroundLoop):
         """True while the copy is known to be current (listed, and a watch is open)."""
         return self._healthy.is_set()
 
+    @property
+    def usable(self) -> bool:
+        """True while the copy may be served: listed, and no failure since (a watch being renewed,
+        or a relist after 410 Gone, keeps the old copy until the new one is swapped in)."""
+        return self._listed.is_set()
+
     def wait_healthy(self, timeout: float) -> bool:
         """Wait until the first LIST has been loaded."""
         return self._healthy.wait(timeout)
@@ -66,7 +76,9 @@ class MetadataInformer(BackgroundLoop):
     def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
         """(generation, metadata of every object sorted by name)."""
         with self._lock:
-            return self.generation, [self._items[name] for name in sorted(self._items)]
+            if self._sorted[0] != self.generation:
+                self._sorted = (self.generation, sorted(self._items))
+            return self.generation, [self._items[name] for name in self._sorted[1]]
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The metadata of one object, if present."""
@@ -81,6 +93,7 @@ class MetadataInformer(BackgroundLoop):
         name = meta.get("name")
         if not name:
             return
+        meta.pop("managedFields", None)  # never read, and most of an object's metadata
         with self._lock:
             current = self._items.get(name)
             if current is not None and _rv(current) >= _rv(meta) > 0:
@@ -115,11 +128,13 @@ class MetadataInformer(BackgroundLoop):
                 continue
             except kube.KubeError as exc:
                 self._healthy.clear()
+                self._listed.clear()
                 self.last_error = str(exc)
                 revision = ""
                 logs.warning({"path": self.path, "error": str(exc), "retryIn": round(delay, 1)}, "watch interrupted")
             except Exception as exc:  # a bug must not kill the thread silently
                 self._healthy.clear()
+                self._listed.clear()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 revision = ""
                 logs.error({"path": self.path, "error": self.last_error}, "informer failed; relisting")
@@ -135,12 +150,15 @@ class MetadataInformer(BackgroundLoop):
         for obj in listing.get("items") or []:
             meta = obj.get("metadata") or {}
             if meta.get("name"):
+                meta.pop("managedFields", None)
                 items[meta["name"]] = meta
+        # Built aside and swapped in at once: readers keep the old copy while the LIST runs.
         with self._lock:
             self._items = items
             self._deleted.clear()
             self.generation += 1
         self.last_error = ""
+        self._listed.set()
         self._healthy.set()
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -174,7 +192,8 @@ class MetadataInformer(BackgroundLoop):
                         if self._items.pop(meta.get("name", ""), None) is not None:
                             self.generation += 1
         finally:
-            # Until the next watch is open, readers fall back to the API (the copy may fall behind).
+            # Until the next watch is open the copy may fall behind: readers that must be current
+            # (``healthy``) ask the API; the list keeps serving it (``usable``) unless renewal fails.
             self._healthy.clear()
         return revision
 

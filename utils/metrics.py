@@ -58,6 +58,12 @@ CLIENT_BUILDS = Counter(
     "Clients of registered clusters built by the platform's client cache (a new TLS connection each).",
     registry=_LOCAL,
 )
+SECRET_READS = Counter(
+    "krm_cluster_secret_reads",
+    "Cluster Secrets read for cluster/get, by source: cache (unchanged per the watch, no API call) or api.",
+    ["source"],
+    registry=_LOCAL,
+)
 # livesum: a scrape adds up the running workers' values (a dead worker's sessions died with it).
 WS_SESSIONS = Gauge(
     "krm_ws_sessions",
@@ -71,6 +77,11 @@ WS_SESSIONS = Gauge(
 def observe_client_build() -> None:
     """The client cache built a client for a registered cluster."""
     CLIENT_BUILDS.inc()
+
+
+def observe_secret_read(source: str) -> None:
+    """cluster/get read a cluster Secret from ``cache`` or the ``api``."""
+    SECRET_READS.labels(source=source).inc()
 
 
 def observe_ws_session(kind: str, delta: int) -> None:

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from config.constants import (
     MSG_ADD_FAILED,
     MSG_BIND_ADD,
@@ -201,18 +203,21 @@ def delete(ctx: ClusterContext, cluster_id: str | None) -> None:
 
 
 def get(ctx: ClusterContext, cluster_id: str | None) -> dict[str, str]:
-    """One cluster: its list item plus the kubeconfig (the edit form posts it back)."""
+    """One cluster: its list item plus the kubeconfig (the edit form posts it back).
+
+    The Secret comes from the registry's cache when the watch shows it unchanged (no API call).
+    """
     cluster_id = _checked_id(cluster_id, MSG_GET_FAILED)
     try:
-        secret = ctx.registry.read(cluster_id)
+        secret = ctx.registry.read_current(cluster_id)
     except kube.KubeError as exc:
         raise from_metadata(MSG_GET_FAILED, exc) from None
     item = list_item(cluster_id, (secret.get("metadata") or {}).get("annotations"))
     if item["clusterUID"]:
         # duplicateOf needs every record: take it from the list (served from the informer's copy).
         try:
-            others = {i["id"]: i for i in ctx.registry.list_items()}
-            item["duplicateOf"] = others.get(cluster_id, item)["duplicateOf"]
+            listed = ctx.registry.item(cluster_id)
+            item["duplicateOf"] = (listed or item)["duplicateOf"]
         except kube.KubeError:
             pass
     item["kubeconfig"] = stored_kubeconfig(secret)
@@ -223,5 +228,13 @@ def list_clusters(ctx: ClusterContext) -> list[dict[str, str]]:
     """Every registered cluster (annotations only, never a kubeconfig)."""
     try:
         return ctx.registry.list_items()
+    except kube.KubeError as exc:
+        raise from_metadata(MSG_LIST_FAILED, exc) from None
+
+
+def list_clusters_json(ctx: ClusterContext) -> orjson.Fragment:
+    """The same as a JSON array, serialised once per change of the registry (the list route's answer)."""
+    try:
+        return ctx.registry.list_json()
     except kube.KubeError as exc:
         raise from_metadata(MSG_LIST_FAILED, exc) from None

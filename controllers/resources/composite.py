@@ -51,7 +51,7 @@ def cluster_statics(registry: ClusterRegistry) -> list[dict[str, Any]]:
 def _recorded(registry: ClusterRegistry, cluster_id: str) -> dict[str, str] | None:
     """The registry item of a cluster (its recorded counts), or None if it cannot be read."""
     try:
-        return next((i for i in registry.list_items() if i["id"] == cluster_id), None)
+        return registry.item(cluster_id)
     except kube.KubeError:
         return None
 
