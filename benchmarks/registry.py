@@ -152,6 +152,17 @@ def start_replicas(
     return services, startup
 
 
+def secret_patches(cluster: Cluster) -> int:
+    """PATCH requests on Secrets the API server has answered so far (from its /metrics)."""
+    status, body = cluster.request("GET", "/metrics")
+    assert status == 200, status
+    total = 0
+    for line in str(body.get("raw", "")).splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="secrets"' in line and 'verb="PATCH"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 def process_rss(services: list[Service]) -> list[dict[str, dict[str, float]]]:
     """Per replica: RSS of its gunicorn workers and of its prober process (told apart by command line)."""
     out = []
@@ -220,6 +231,8 @@ def main() -> int:
     parser.add_argument("--probe-interval", type=float, default=15.0)
     parser.add_argument("--replicas", type=int, default=1, help="services against the same metadata namespace")
     parser.add_argument("--register-threads", type=int, default=16, help="parallel Secret POSTs")
+    parser.add_argument("--steady-rounds", type=int, default=2, help="probe rounds measured after the first")
+    parser.add_argument("--skip-no-count", action="store_true", help="skip the rounds without counting")
     parser.add_argument("--skip-probe", action="store_true", help="stop after the idle part (no probe rounds)")
     args = parser.parse_args()
     assert args.replicas >= 1
@@ -295,8 +308,9 @@ def main() -> int:
         selector = f"?labelSelector={LABEL}%3Dtrue"
         svc_list = lambda: fast_api(svc, "/api/cluster/list")  # noqa: E731
         bare_list = lambda: bare_meta.get(path + selector)  # noqa: E731
-        svc_get = lambda: fast_api(svc, "/api/cluster/get?id=live-0500")  # noqa: E731
-        bare_get = lambda: bare_meta.get(f"{path}/live-0500")  # noqa: E731
+        get_id = f"live-{max(len(add_ids), n_live // 2):04d}"  # a registered one at any --clusters
+        svc_get = lambda: fast_api(svc, f"/api/cluster/get?id={get_id}")  # noqa: E731
+        bare_get = lambda: bare_meta.get(f"{path}/{get_id}")  # noqa: E731
         for fn in (svc_list, bare_list, svc_get, bare_get):
             timed(fn, 5)  # warm up connections and caches
         svc_list_unparsed = lambda: fetch_only(svc, "/api/cluster/list")  # noqa: E731
@@ -351,31 +365,63 @@ def main() -> int:
         services += replicas
         svc = replicas[0]
 
+        def rounds_by_replica() -> list[list[dict]]:
+            # With shards every replica probes its share and logs its own rounds.
+            return [[json.loads(line) for line in r.log().splitlines() if '"msg":"probe round done"' in line]
+                    for r in replicas]  # fmt: skip
+
         def rounds_done() -> list[float]:
-            # Whichever replica leads (or, with shards, every replica) logs its rounds.
-            logs = "".join(r.log() for r in replicas)
-            return [float(m) for m in re.findall(r'"msg":"probe round done".*?"seconds":([0-9.]+)', logs)]
+            return [float(line["seconds"]) for lines in rounds_by_replica() for line in lines]
+
+        def settled(wanted: int) -> bool:
+            # Every replica has logged ``wanted`` rounds since the shards settled (all owned by someone).
+            per = rounds_by_replica()
+            return all(len(lines) >= wanted for lines in per) and sum(
+                int(lines[-1]["owned"]) for lines in per) == int(per[0][-1]["clusters"])  # fmt: skip
 
         # The first round starts as soon as the prober holds its shards (right after start-up) and probes
         # every cluster: list samples taken until it is logged as done are "during a round".
+        writes_before = secret_patches(meta)
         during: list[float] = []
+        during_get: list[float] = []
         # The first round writes every cluster's Secret (all are new): give it time in proportion.
         deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
-        while not rounds_done():
+        while not all(rounds_by_replica()):
             assert time.monotonic() < deadline, "no probe round finished"
             during += timed(svc_list, 5)
-        # The next round starts an interval after the first began: 100 quick samples fit in between.
+            during_get += timed(svc_get, 5)
+        first_done_writes = secret_patches(meta)
+        # Steady rounds: each replica's next rounds, with the list and get measured meanwhile.
+        steady_list: list[float] = []
+        steady_get: list[float] = []
+        deadline = time.monotonic() + (args.steady_rounds + 2) * 3 * args.probe_interval + 120
+        while not settled(args.steady_rounds + 1):
+            assert time.monotonic() < deadline, "the steady probe rounds did not finish"
+            steady_list += timed(svc_list, 5)
+            steady_get += timed(svc_get, 5)
         between = timed(svc_list, 100)
-        while len(rounds_done()) < 2:
-            assert time.monotonic() < deadline, "no second probe round"
-            time.sleep(0.5)
+        per_replica = rounds_by_replica()
         rounds = rounds_done()
+        steady_rounds = sum(len(lines) - 1 for lines in per_replica)
         result["probe"] = {
             "interval_s": args.probe_interval,
+            "replicas": args.replicas,
             "round_seconds": rounds,
+            "rounds_by_replica": [
+                [{k: line.get(k) for k in ("seconds", "clusters", "owned", "probed", "shards")} for line in lines]
+                for lines in per_replica
+            ],
+            "first_round_seconds_max": max(float(lines[0]["seconds"]) for lines in per_replica),
+            "steady_round_seconds_max": max(float(line["seconds"]) for lines in per_replica for line in lines[1:]),
             "list_during_first_round": percentiles(during),
+            "get_during_first_round": percentiles(during_get),
+            "list_during_steady_rounds": percentiles(steady_list),
+            "get_during_steady_rounds": percentiles(steady_get),
             "list_between_rounds": percentiles(between),
-        }
+            "metadata_secret_patches_first_round": first_done_writes - writes_before,
+            "metadata_secret_patches_per_steady_round": round(
+                (secret_patches(meta) - first_done_writes) / max(steady_rounds / args.replicas, 1), 1),
+        }  # fmt: skip
         statuses: dict[str, int] = {}
         for item in fast_api(svc, "/api/cluster/list")["data"]["items"]:
             key = f"{item['status']}/{item['reason']}"
@@ -423,6 +469,8 @@ def main() -> int:
         for replica in replicas:
             replica.stop()
 
+        if args.skip_no_count:
+            raise _SkipProbe()
         # The same rounds without counting (PROBE_COUNT=false), to state what counting adds per round.
         print("probing without counting ...", flush=True)
         env = {**env, "PROBE_COUNT": "false"}
@@ -467,7 +515,9 @@ def main() -> int:
         targets |= {
             "list_during_probe_within_1_5x_idle": result["probe"]["list_during_first_round"]["p50_ms"]
             <= 1.5 * idle["service"]["p50_ms"],
-            "probe_round_inside_interval": bool(rounds) and max(rounds) <= args.probe_interval,
+            "steady_probe_round_inside_interval": result["probe"]["steady_round_seconds_max"] <= args.probe_interval,
+            "list_during_steady_rounds_within_1_5x_idle": result["probe"]["list_during_steady_rounds"]["p50_ms"]
+            <= 1.5 * idle["service"]["p50_ms"],
             "statics_p50_le_50_ms": result["statics"]["service"]["p50_ms"] <= 50,
             "statics_within_2x_list": result["statics"]["service"]["p50_ms"]
             <= 2 * result["statics"]["list_same_run"]["p50_ms"],
