@@ -12,7 +12,7 @@ from flask_jwt_extended import JWTManager
 
 import routers
 from config.settings import Settings, SettingsError
-from controllers.auth import ISSUER, Credentials
+from controllers.auth import ISSUER, Credentials, VerifiedTokens
 from controllers.auth.limiter import LoginLimiter
 from controllers.auth.revocation import RevocationList
 from controllers.cluster import ClusterContext, kubeconfig_policy
@@ -38,6 +38,8 @@ class Backend:
     # Defaults so that wiring without them (unit tests) still works: no revocations, default limits.
     revocations: RevocationList | None = None
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # Tokens that verified, so that a request does not decode its token again (controllers.auth).
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     # The platform's per-cluster clients (None in wiring without the resource routes).
     cluster_clients: ClusterClients | None = None
     # WebSocket sessions of this process (pod/log, pod/exec); ended first on shutdown.

@@ -24,7 +24,7 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # still serve ordinary requests (and refuse the sessions over the limit with close 1013). An idle
 # thread costs no CPU; its stack is mapped but only the touched pages count (docs/benchmarks.md).
 threads = int(os.environ.get("GUNICORN_THREADS", "4")) + _settings.ws_max_sessions
-worker_class = "gthread"
+worker_class = "utils.gunicorn_worker.Worker"  # gthread, its heartbeat throttled
 # A request is bounded by the Kubernetes timeouts (a few seconds); 30 s only catches a stuck worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))

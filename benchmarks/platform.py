@@ -11,8 +11,12 @@ not compete for the two cores), registers the target and measures, p50/p99:
 - ``pod/get`` vs the bare GET on a kept-alive connection (the service reuses its client);
 - the RSS of each worker after the big lists.
 
-Both sides parse the JSON they receive (the bare side with orjson), so the ratio is the service's own
-overhead: HTTP in, client lookup, the call, orjson out, the envelope. Figures go to
+Both sides use the same HTTP client (urllib3, one kept-alive connection) and parse the JSON they
+receive with orjson, so the ratio is the service's own overhead: HTTP in, token check, client lookup,
+the call, the envelope out. Two reference rows repeat ``pod/get`` and ``node/list`` with ``requests`` as
+the service's client, as the runs before 2026-12-02 measured (``requests`` costs the client itself
+about 1.5 ms per call here). Each row also reports the workers' CPU time per service request (from
+``/proc``), which a busy shared machine disturbs much less than latency. Figures go to
 ``benchmarks/results/platform-<date>.json``; a summary is printed.
 """
 
@@ -21,15 +25,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 import orjson
 import requests
+import urllib3
 
 from benchmarks.registry import RESULTS, BareApi, percentiles, timed, worker_rss_mib
 from controlplane.harness import Cluster, ControlPlane
@@ -68,6 +75,21 @@ def node(name: str) -> dict:
     """A Node object."""
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {
         "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "zone-a"}}}  # fmt: skip
+
+
+def workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU time of every gunicorn worker (children of the master), in seconds."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == master_pid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def namespace(name: str) -> tuple[str, dict]:
@@ -115,10 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         assert body["status"] == 200, body
         session = requests.Session()
         session.headers["Authorization"] = token
+        pool = urllib3.PoolManager(maxsize=4)  # the bare side's client (BareApi): urllib3, kept alive
         bare = BareApi(target)
         bare_meta = BareApi(meta)
 
         def through(path: str, **params: str) -> None:
+            query = urlencode({"clusterId": "bench", **params})
+            resp = pool.request("GET", f"{svc.url}{path}?{query}", headers={"Authorization": token}, timeout=30)
+            answer = orjson.loads(resp.data)
+            assert answer["status"] == 200, answer["message"]
+
+        def through_requests(path: str, **params: str) -> None:
             resp = session.get(svc.url + path, params={"clusterId": "bench", **params}, timeout=30)
             answer = orjson.loads(resp.content)
             assert answer["status"] == 200, answer["message"]
@@ -136,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
             # Reference: the registry's own get, the same HTTP path and one Secret GET through KubeClient.
             ("cluster/get (reference)", lambda: through("/api/cluster/get"),
              lambda: bare_meta.get(f"/api/v1/namespaces/{svc.namespace}/secrets/bench"), args.get_samples),
+            # Reference: the client of the runs before 2026-12-02 (requests) on the service side.
+            ("node/list 100 (requests)", lambda: through_requests("/api/node/list"),
+             lambda: bare.get("/api/v1/nodes"), args.samples * 3),
+            ("pod/get (requests)", lambda: through_requests("/api/pod/get", nameSpace="bench", name="web-00042"),
+             lambda: bare.get("/api/v1/namespaces/bench/pods/web-00042"), args.get_samples),
         ]  # fmt: skip
+        assert svc.process is not None
+        master = svc.process.pid
         rows = {}
         for name, service_call, bare_call, n in cases:
             for _ in range(4):  # warm both workers' clients and connections
@@ -144,16 +180,21 @@ def main(argv: list[str] | None = None) -> int:
                 bare_call()
             # Interleaved halves, so that drift of the shared machine hits both sides alike.
             service_samples, bare_samples = [], []
+            cpu = 0.0
             for _ in range(2):
+                cpu_before = workers_cpu_seconds(master)
                 service_samples += timed(service_call, n // 2)
+                cpu += workers_cpu_seconds(master) - cpu_before
                 bare_samples += timed(bare_call, n // 2)
             s, b = percentiles(service_samples), percentiles(bare_samples)
             rows[name] = {"service": s, "bare": b, "ratio_p50": round(s["p50_ms"] / b["p50_ms"], 2),
-                          "overhead_p50_ms": round(s["p50_ms"] - b["p50_ms"], 2)}  # fmt: skip
+                          "overhead_p50_ms": round(s["p50_ms"] - b["p50_ms"], 2),
+                          "worker_cpu_ms_per_request": round(cpu / len(service_samples) * 1000, 2)}  # fmt: skip
             print(f"{name:26s} service p50 {s['p50_ms']:8.1f} p99 {s['p99_ms']:8.1f} ms | bare p50 "
-                  f"{b['p50_ms']:8.1f} p99 {b['p99_ms']:8.1f} ms | x{rows[name]['ratio_p50']}", flush=True)  # fmt: skip
+                  f"{b['p50_ms']:8.1f} p99 {b['p99_ms']:8.1f} ms | x{rows[name]['ratio_p50']} "
+                  f"+{rows[name]['overhead_p50_ms']} ms | worker CPU {rows[name]['worker_cpu_ms_per_request']} ms/req",
+                  flush=True)  # fmt: skip
         results["routes"] = rows
-        assert svc.process is not None
         results["worker_rss_mib_after_lists"] = worker_rss_mib(svc.process.pid)
         print(f"worker RSS after the lists: {results['worker_rss_mib_after_lists']} MiB", flush=True)
         metrics = session.get(svc.url + "/metrics", timeout=10).text

@@ -51,6 +51,9 @@ class Wiring(Protocol):
     def login_limiter(self) -> LoginLimiter: ...
 
     @property
+    def verified_tokens(self) -> auth_controller.VerifiedTokens: ...
+
+    @property
     def credentials(self) -> Credentials | None: ...
 
 
@@ -108,7 +111,7 @@ def _authenticate() -> None:
 
 def _valid_claims(b: Wiring, token: str) -> dict:
     """The claims of a token that is valid and not logged out; ``AuthFailed`` otherwise."""
-    claims = auth_controller.verify(token)
+    claims = auth_controller.verify(token, b.verified_tokens)
     if b.revocations is not None and b.revocations.is_revoked(token):
         raise AuthFailed(MSG_BAD_TOKEN)  # logged out: same answer as any other dead token
     return claims

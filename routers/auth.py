@@ -52,7 +52,7 @@ def logout():
         token = auth.token_from_header(request.headers.get("Authorization"))
         if b.credentials is None or b.revocations is None:
             return ok(MSG_LOGOUT_OK)  # before bootstrap no token can be valid
-        claims = auth.verify(token)
+        claims = auth.verify(token, b.verified_tokens)
     except AuthFailed:
         return ok(MSG_LOGOUT_OK)
     revocation.logout(b.revocations, token, claims)

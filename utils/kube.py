@@ -382,13 +382,21 @@ class _Watchdog:
                 threading.Thread(target=self._run, name="kube-deadlines", daemon=True).start()
             self._seq += 1
             heapq.heappush(self._heap, (guard.deadline, self._seq, guard))
-            self._cond.notify()
+            # The thread sleeps until the earliest deadline in the heap: only a guard that is now the
+            # earliest needs it awake. Waking it on every call (every request) made it compete for the
+            # GIL with the call it guards, at the moment that call sends its request.
+            if self._heap[0][2] is guard:
+                self._cond.notify()
 
     def _run(self) -> None:
         """Sleep until the next deadline; fire what is due."""
         while True:
             with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
+                while True:
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)  # finished calls: nothing to fire, no reason to wake
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
                     self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
                 _, _, guard = heapq.heappop(self._heap)
             if guard.done:

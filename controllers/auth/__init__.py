@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import jwt as pyjwt
-from flask import current_app
 from flask_jwt_extended import create_access_token, decode_token
+from flask_jwt_extended.config import config as jwt_config
 
 from config.constants import MSG_BAD_LOGIN, MSG_BAD_TOKEN, MSG_NO_TOKEN
 from controllers.errors import AuthFailed
 from initcontroller import Credentials
 
 ISSUER = "krm-backend"
-__all__ = ["ISSUER", "Credentials", "credential_matches", "login", "token_from_header", "verify"]
+__all__ = ["ISSUER", "Credentials", "VerifiedTokens", "credential_matches", "login", "token_from_header", "verify"]
 
 
 def _md5_hex(value: str) -> str:
@@ -55,59 +57,75 @@ def token_from_header(value: str | None) -> str:
     return token
 
 
-VERIFIED_TOKENS_MAX = 1024  # per process: tokens whose signature was checked, kept until they expire
-
-
 class VerifiedTokens:
-    """Claims of tokens this app verified, by the exact token text (LRU, bounded), each until its ``exp``.
+    """Tokens that verified, with their claims, until they expire: ``verify`` answers those from memory.
 
-    Checking a token's signature and claims costs more than the rest of a cached ``cluster/get``; the same
-    token comes with every request of a session. A hit is the very string whose HS256 signature was
-    verified with this app's key (fixed once bootstrap has run), so only expiry is checked again.
-    Logouts are checked on every request by the caller, as before.
+    flask-jwt-extended decodes a token three times per request (twice unverified, to pick the key,
+    then verified), and PyJWT checks every base64 character in Python: about a millisecond per request
+    on the 2-core machine, more than the rest of a small request (docs/benchmarks.md). A token that
+    verified once stays valid, byte for byte, until its ``exp``: the signature, ``nbf`` and ``iat``
+    cannot change, and the signing key is fixed once bootstrap has run. So only ``exp`` is checked
+    again on every hit (with the decoder's leeway). Only tokens that verified are remembered: a forged
+    or tampered token is decoded in full every time and cannot fill the memory; at most ``max_tokens``
+    stay (least recently used first out). Revocation is not cached here: the caller checks it on every
+    request.
     """
 
-    def __init__(self, max_entries: int = VERIFIED_TOKENS_MAX) -> None:
-        """Keep at most ``max_entries`` tokens."""
-        self.max_entries = max_entries
+    def __init__(self, max_tokens: int = 1024, clock: Callable[[], float] = time.time) -> None:
+        """An empty memory of at most ``max_tokens`` tokens; ``clock`` gives Unix seconds (tests)."""
+        self.max_tokens = max_tokens
+        self.clock = clock
         self._claims: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, token: str, now: float) -> dict | None:
-        """A copy of the claims of a verified, unexpired token; None otherwise."""
+    def get(self, token: str, leeway: float) -> dict | None:
+        """The claims of a remembered token that has not expired (a copy), else None."""
         with self._lock:
             claims = self._claims.get(token)
             if claims is None:
                 return None
-            if not claims["exp"] > now:  # as PyJWT (no leeway): expired at exp
-                del self._claims[token]
+            exp = claims.get("exp")
+            if isinstance(exp, int | float) and self.clock() >= exp + leeway:
+                del self._claims[token]  # expired: the full decode says so, with its own error
                 return None
             self._claims.move_to_end(token)
             return dict(claims)
 
     def put(self, token: str, claims: dict) -> None:
-        """Remember a token just verified (only one with a numeric ``exp``)."""
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            return
+        """Remember a token that verified (a copy of its claims)."""
         with self._lock:
             self._claims[token] = dict(claims)
             self._claims.move_to_end(token)
-            while len(self._claims) > self.max_entries:
+            while len(self._claims) > self.max_tokens:
                 self._claims.popitem(last=False)
 
+    def __len__(self) -> int:
+        """How many tokens are remembered."""
+        with self._lock:
+            return len(self._claims)
 
-def verify(token: str) -> dict:
-    """The claims of a valid token; ``AuthFailed`` for anything invalid, expired or tampered."""
-    verified: VerifiedTokens = current_app.extensions.setdefault("krm.verified_tokens", VerifiedTokens())
-    claims = verified.get(token, time.time())
-    if claims is not None:
-        return claims
+
+def _leeway_seconds() -> float:
+    """``JWT_DECODE_LEEWAY`` in seconds (flask-jwt-extended accepts seconds or a timedelta)."""
+    leeway = jwt_config.leeway
+    return leeway.total_seconds() if isinstance(leeway, dt.timedelta) else float(leeway or 0)
+
+
+def verify(token: str, verified: VerifiedTokens | None = None) -> dict:
+    """The claims of a valid token; ``AuthFailed`` for anything invalid, expired or tampered.
+
+    With ``verified``, a token that verified before and has not expired is not decoded again.
+    """
+    if verified is not None:
+        claims = verified.get(token, _leeway_seconds())
+        if claims is not None:
+            return claims
     try:
         claims = decode_token(token)
     except (pyjwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
         raise AuthFailed(MSG_BAD_TOKEN) from exc
     except Exception as exc:  # flask-jwt-extended's own errors (missing claims, ...)
         raise AuthFailed(MSG_BAD_TOKEN) from exc
-    verified.put(token, claims)
+    if verified is not None:
+        verified.put(token, claims)
     return claims
