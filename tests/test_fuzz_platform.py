@@ -96,17 +96,33 @@ def platform_requests(draw: st.DrawFn, token: str, cluster_id: str, namespace: s
     return {"method": method, "path": path[:3500], "headers": headers, "body": body}
 
 
+def fingerprint(item: dict[str, Any]) -> str:
+    """What a request through the service could change in an object, and the cluster's controllers do not.
+
+    The living cluster's controllers write status, their own ``*kubernetes.io/*`` annotations (the
+    Deployment's revision) and a Pod's ``spec.nodeName`` (the scheduler) at their own pace, so a
+    resourceVersion would change under the test; the uid, labels, other annotations and the rest of the
+    object would not.
+    """
+    meta = item["metadata"]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if "kubernetes.io/" not in k}
+    body = {k: v for k, v in item.items() if k not in ("metadata", "status")}
+    if isinstance(body.get("spec"), dict):
+        body["spec"] = {k: v for k, v in body["spec"].items() if k != "nodeName"}
+    return json.dumps([meta.get("uid"), meta.get("labels"), annotations, body], sort_keys=True)
+
+
 def seed_state(cluster: Cluster, namespace: str) -> dict[str, str]:
-    """(kind/name -> resourceVersion) of the seed objects."""
+    """(kind/name -> fingerprint) of the seed objects (not those a controller made, e.g. a ReplicaSet's pods)."""
     state = {}
-    for plural in ("configmaps", "secrets", "services", "pods"):
-        status, listing = api_request(cluster, "GET", f"/api/v1/namespaces/{namespace}/{plural}")
+    for base, plural in [("/api/v1", p) for p in ("configmaps", "secrets", "services", "pods")] + [
+        ("/apis/apps/v1", "deployments")
+    ]:
+        status, listing = api_request(cluster, "GET", f"{base}/namespaces/{namespace}/{plural}")
         assert status == 200, listing
         for item in listing["items"]:
-            state[f"{plural}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
-    status, listing = api_request(cluster, "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")
-    for item in listing["items"]:
-        state[f"deployments/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+            if not item["metadata"].get("ownerReferences"):
+                state[f"{plural}/{item['metadata']['name']}"] = fingerprint(item)
     return state
 
 
