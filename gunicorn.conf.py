@@ -67,12 +67,18 @@ class _ProberSupervisor:
         delay = 1.0
         while not self.stopping.is_set():
             started = time.monotonic()
-            self.process = subprocess.Popen([sys.executable, "-m", "controllers.prober_process"])
-            # Polled, not a blocking wait(): the master's SIGCHLD handler reaps every child with
-            # waitpid(-1), and a blocking waitpid(pid) racing it can sleep through the prober's death
-            # (seen: a SIGKILLed prober not restarted for a minute). poll() sees it within a second.
-            while (code := self.process.poll()) is None and not self.stopping.is_set():
-                self.stopping.wait(1.0)
+            # Not while the master forks a worker: Popen waits for its child's exec on a pipe, and a
+            # worker forked meanwhile would hold that pipe open (it never execs), so Popen would not
+            # return until the worker exits, and neither stop() nor a restart could see the prober.
+            with _SPAWN_LOCK:
+                self.process = subprocess.Popen([sys.executable, "-m", "controllers.prober_process"])
+            # The master's SIGCHLD handling reaps every child with waitpid(-1), the prober included, so
+            # neither a blocking wait() nor poll() on it is reliable here (seen: a SIGKILLed prober not
+            # restarted until the master's shutdown). Whether the process still exists is: checked
+            # every second, with poll() for the exit code when this thread is the one that reaps it.
+            while (code := self.process.poll()) is None and _exists(self.process.pid):
+                if self.stopping.wait(1.0):
+                    break
             if self.stopping.is_set():
                 return
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
@@ -88,6 +94,28 @@ class _ProberSupervisor:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+# Held around the prober's spawn and around every os.fork() of this process (gunicorn forks its workers
+# with os.fork, which runs these hooks; subprocess's own fork does not).
+_SPAWN_LOCK = threading.Lock()
+os.register_at_fork(before=_SPAWN_LOCK.acquire, after_in_parent=_SPAWN_LOCK.release,
+                    after_in_child=_SPAWN_LOCK.release)  # fmt: skip
+
+
+def _exists(pid):
+    """Whether a process with this id exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 _prober = _ProberSupervisor()

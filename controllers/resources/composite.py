@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import orjson
+
 from config.constants import (
     MSG_AUTO_SERVICE_FAILED,
     MSG_BIND,
@@ -39,13 +41,29 @@ from .kinds import BY_KIND, Kind
 DEFAULT_NAMESPACE = "default"
 
 
-def cluster_statics(registry: ClusterRegistry) -> list[dict[str, Any]]:
-    """cluster/statics: six entries from the registry's items (the prober's recorded counts)."""
+# The last statics, by the registry's items they were computed from: the items list is the same object
+# until the registry changes (ClusterRegistry.list_items), so a page reload costs no recount. Holding the
+# items keeps their identity from being reused.
+_last_statics: tuple[list[dict[str, str]], orjson.Fragment] | None = None
+
+
+def cluster_statics(registry: ClusterRegistry) -> orjson.Fragment:
+    """cluster/statics: six entries from the registry's items (the prober's recorded counts), as JSON.
+
+    Computed and serialised once per change of the registry (10,000 clusters: 60,000 slices), like
+    the cluster list.
+    """
+    global _last_statics
     try:
         items = registry.list_items()
     except kube.KubeError as exc:
         raise Unavailable(f"{MSG_STATICS_FAILED}: {exc.message}") from None
-    return statistics.statics(items)
+    last = _last_statics
+    if last is not None and last[0] is items:
+        return last[1]
+    rendered = orjson.Fragment(orjson.dumps(statistics.statics(items)))
+    _last_statics = (items, rendered)
+    return rendered
 
 
 def _recorded(registry: ClusterRegistry, cluster_id: str) -> dict[str, str] | None:
