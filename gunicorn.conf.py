@@ -72,11 +72,9 @@ class _ProberSupervisor:
             # return until the worker exits, and neither stop() nor a restart could see the prober.
             with _SPAWN_LOCK:
                 self.process = subprocess.Popen([sys.executable, "-m", "controllers.prober_process"])
-            # The master's SIGCHLD handling reaps every child with waitpid(-1), the prober included, so
-            # neither a blocking wait() nor poll() on it is reliable here (seen: a SIGKILLed prober not
-            # restarted until the master's shutdown). Whether the process still exists is: checked
-            # every second, with poll() for the exit code when this thread is the one that reaps it.
-            while (code := self.process.poll()) is None and _exists(self.process.pid):
+            # Polled: the master's SIGCHLD handling reaps every child with waitpid(-1), the prober
+            # included, and poll() then reports 0 (ECHILD) instead of the status; either way it ends.
+            while (code := self.process.poll()) is None:
                 if self.stopping.wait(1.0):
                     break
             if self.stopping.is_set():
@@ -101,21 +99,6 @@ class _ProberSupervisor:
 _SPAWN_LOCK = threading.Lock()
 os.register_at_fork(before=_SPAWN_LOCK.acquire, after_in_parent=_SPAWN_LOCK.release,
                     after_in_child=_SPAWN_LOCK.release)  # fmt: skip
-
-
-def _exists(pid):
-    """Whether a process with this id exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 _prober = _ProberSupervisor()
