@@ -1,10 +1,14 @@
 """Benchmark: the platform's resource routes against the bare API calls they wrap, in the same run.
 
-Run: ``.venv/bin/python -m benchmarks.platform`` (``--pods 5000`` by default; a few minutes on two
-cores). It starts its own etcd and two API servers (meta + one target), creates on the target
-``--pods`` Pods in one namespace (plus a tenth of that spread over 10 more), 500 Deployments and 100
-Nodes directly through the API, serves the app with gunicorn (2 workers, prober off so that it does
-not compete for the two cores), registers the target and measures, p50/p99:
+Run: ``.venv/bin/python -m benchmarks.platform`` (``--pods 5000`` by default; about ten minutes on two
+cores). It starts its own etcd and two API servers (meta + one target). The target is **living**
+(``ControlPlane.add_cluster(living=True)``): a controller manager, a scheduler and kwok simulating 100
+Nodes, so the Nodes carry a kubelet's status, the Pods (``--pods`` in one namespace, bound to the
+Nodes, plus a tenth of that spread over 10 more namespaces) are set Running by kwok, and 500 Deployments
+(in a namespace of their own) roll out. ``--bare`` runs the same against a bare API server instead
+(Nodes and objects created directly, no controllers: the runs before 2026-12-02's evening). It serves
+the app with gunicorn (2 workers, prober off so that it does not compete for the two cores), registers
+the target and measures, p50/p99:
 
 - ``pod/list`` of one namespace and of all namespaces vs the bare LIST;
 - ``deployment/list`` (500) and ``node/list`` (100) vs the bare LIST;
@@ -30,6 +34,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
@@ -92,6 +97,42 @@ def workers_cpu_seconds(master_pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def wait_for(what: str, check: Callable[[], int], want: int, timeout: float = 900.0) -> float:
+    """Poll ``check`` until it reaches ``want`` (bounded); the seconds it took."""
+    started = time.monotonic()
+    last = -1
+    while (got := check()) < want:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{what}: {got} of {want} after {timeout:.0f} s")
+        if got != last:
+            print(f"  {what}: {got} of {want}", flush=True)
+            last = got
+        time.sleep(2)
+    return round(time.monotonic() - started, 1)
+
+
+def running_pods(cluster: Cluster) -> int:
+    """How many Pods of the cluster kwok has set Running (one paginated metadata-free LIST)."""
+    bare = BareApi(cluster)
+    running, token = 0, ""
+    while True:
+        page = bare.get(
+            "/api/v1/pods?limit=2000&fieldSelector=status.phase%3DRunning" + (f"&continue={token}" if token else "")
+        )
+        assert isinstance(page, dict)
+        running += len(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return running
+
+
+def available_deployments(cluster: Cluster, namespace_name: str) -> int:
+    """How many Deployments of the namespace have their replica available."""
+    listing = BareApi(cluster).get(f"/apis/apps/v1/namespaces/{namespace_name}/deployments")
+    assert isinstance(listing, dict)
+    return sum(1 for d in listing.get("items") or [] if (d.get("status") or {}).get("availableReplicas") == 1)
+
+
 def namespace(name: str) -> tuple[str, dict]:
     """A Namespace create."""
     return "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
@@ -103,31 +144,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=5000)
     parser.add_argument("--samples", type=int, default=30, help="samples of each big list")
     parser.add_argument("--get-samples", type=int, default=300)
+    parser.add_argument("--bare", action="store_true", help="a bare API server instead of a living cluster")
     args = parser.parse_args(argv)
+    living = not args.bare
     root = Path(tempfile.mkdtemp(prefix="krm-bench-platform-"))
     plane = ControlPlane(root / "controlplane")
     results: dict = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
         "pods": args.pods,
+        "living": living,
     }
     svc = None
     try:
         plane.start_etcd()
         meta = plane.add_cluster("meta")
-        target = plane.add_cluster("target")
         started = time.monotonic()
-        create_all(target, [namespace("bench"), *[namespace(f"other-{i}") for i in range(10)]])
-        create_all(target, [("/api/v1/nodes", node(f"node-{i:03d}")) for i in range(100)])
-        pods = [("/api/v1/namespaces/bench/pods", pod(f"web-{i:05d}", "bench", f"node-{i % 100:03d}"))
+        target = plane.add_cluster("target", living=living, nodes=100)
+        create_all(target, [namespace("bench"), namespace("apps"), *[namespace(f"other-{i}") for i in range(10)]])
+        if living:
+            nodes = list(target.living.nodes) if target.living is not None else []
+        else:
+            nodes = [f"node-{i:03d}" for i in range(100)]
+            create_all(target, [("/api/v1/nodes", node(name)) for name in nodes])
+        pods = [("/api/v1/namespaces/bench/pods", pod(f"web-{i:05d}", "bench", nodes[i % len(nodes)]))
                 for i in range(args.pods)]  # fmt: skip
-        pods += [(f"/api/v1/namespaces/other-{i % 10}/pods", pod(f"api-{i:05d}", f"other-{i % 10}", "node-000"))
+        pods += [(f"/api/v1/namespaces/other-{i % 10}/pods", pod(f"api-{i:05d}", f"other-{i % 10}", nodes[0]))
                  for i in range(args.pods // 10)]  # fmt: skip
         create_all(target, pods)
-        create_all(target, [("/apis/apps/v1/namespaces/bench/deployments", deployment(f"dep-{i:03d}"))
+        create_all(target, [("/apis/apps/v1/namespaces/apps/deployments", deployment(f"dep-{i:03d}"))
                             for i in range(500)])  # fmt: skip
+        if living:  # wait for the cluster to settle: every Pod Running, every Deployment rolled out
+            results["deployments_available_seconds"] = wait_for(
+                "deployments available", lambda: available_deployments(target, "apps"), 500
+            )
+            results["pods_running_seconds"] = wait_for("pods running", lambda: running_pods(target),
+                                                       len(pods) + 500)  # fmt: skip
         results["setup_seconds"] = round(time.monotonic() - started, 1)
-        print(f"created {len(pods)} pods, 500 deployments, 100 nodes in {results['setup_seconds']} s", flush=True)
+        print(f"created {len(pods)} pods, 500 deployments, {len(nodes)} nodes (living: {living}) in "
+              f"{results['setup_seconds']} s", flush=True)  # fmt: skip
 
         svc = Service(meta, root, workers=2, env={"PROBE_ENABLED": "false"})
         svc.start()
@@ -157,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
              lambda: bare.get("/api/v1/namespaces/bench/pods"), args.samples),
             ("pod/list all namespaces", lambda: through("/api/pod/list"), lambda: bare.get("/api/v1/pods"),
              args.samples),
-            ("deployment/list 500", lambda: through("/api/deployment/list", nameSpace="bench"),
-             lambda: bare.get("/apis/apps/v1/namespaces/bench/deployments"), args.samples * 3),
+            ("deployment/list 500", lambda: through("/api/deployment/list", nameSpace="apps"),
+             lambda: bare.get("/apis/apps/v1/namespaces/apps/deployments"), args.samples * 3),
             ("node/list 100", lambda: through("/api/node/list"), lambda: bare.get("/api/v1/nodes"), args.samples * 3),
             ("pod/get", lambda: through("/api/pod/get", nameSpace="bench", name="web-00042"),
              lambda: bare.get("/api/v1/namespaces/bench/pods/web-00042"), args.get_samples),
@@ -205,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             svc.stop()
         plane.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"platform-{dt.date.today().isoformat()}.json"
+    out = RESULTS / f"platform-{'living-' if living else ''}{dt.date.today().isoformat()}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out.relative_to(RESULTS.parent.parent)}")
     return 0

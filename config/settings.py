@@ -81,6 +81,7 @@ class Settings:
     # per healthy cluster) for cluster/statics; off: the home page shows zeros, detail counts live.
     probe_count: bool = True
     probe_count_interval: float = 300.0  # ... at most this often per cluster (not every round)
+    probe_count_batch: int = 500  # counts a round at least may make; more when the steady need is higher
     # The probe budget of a cluster whose last probe failed: a hanging cluster holds a slot this long.
     probe_retry_timeout: float = 1.5
     # A healthy cluster's client (one open connection) is kept between rounds and rebuilt this often:
@@ -179,6 +180,7 @@ class Settings:
             probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
             probe_shards=_int(env, "PROBE_SHARDS", 16, minimum=1),
             probe_count_interval=_float(env, "PROBE_COUNT_INTERVAL", 300.0),
+            probe_count_batch=_int(env, "PROBE_COUNT_BATCH", 500, minimum=1),
             probe_retry_timeout=_float(env, "PROBE_RETRY_TIMEOUT", 1.5),
             probe_refresh=_float(env, "PROBE_REFRESH", 300.0),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),

@@ -50,6 +50,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
             heartbeat=settings.probe_heartbeat,
             count=settings.probe_count,
             count_interval=settings.probe_count_interval,
+            count_batch=settings.probe_count_batch,
             retry_timeout=settings.probe_retry_timeout,
             refresh=settings.probe_refresh,
         ),

@@ -21,6 +21,7 @@ from controllers.cluster.prober import (
     _counted_at,
     advance,
     backoff_seconds,
+    count_cap,
 )
 from controlplane.harness import Blackhole, Cluster
 from tests.conftest import kubeconfig_text
@@ -267,6 +268,36 @@ def round_prober(meta: Cluster, registry_namespace: str) -> Iterator[Callable[..
         for prober in made:
             prober.stop()
         client.close()
+
+
+def test_the_counting_cap_is_the_batch_or_twice_the_steady_need() -> None:
+    settings = ProbeSettings(interval=30, count_interval=300, count_batch=500)
+    assert count_cap(1_000, settings) == 500  # steady need 100 a round: the batch
+    assert count_cap(10_000, settings) == 2_000  # steady need 1,000 a round: twice that
+    assert count_cap(10_001, settings) == 2_001  # rounded up, never below the need
+    assert count_cap(0, settings) == 500
+    assert count_cap(7, ProbeSettings(interval=30, count_interval=0, count_batch=1)) == 14  # every round
+
+
+def test_a_burst_of_uncounted_clusters_is_counted_over_rounds_never_counted_first(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """Five clusters never counted and a cap of two a round: every round probes all five, counts two."""
+    names = [f"burst-{i}" for i in range(5)]
+    for name in names:
+        _register(meta, registry_namespace, name, kubeconfig_text(target1))
+    # count_interval large: the steady need (5 x 1 / 3600 a round) is far below the batch of 2.
+    prober = round_prober(ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600,
+                                        interval=1, count_batch=2))  # fmt: skip
+    counted_after: list[int] = []
+    for _ in range(3):
+        assert prober.run_round() == 5  # health is never held back
+        annotations = {name: _annotations(meta, registry_namespace, name) for name in names}
+        assert all(a["reason"] == "Healthy" for a in annotations.values()), annotations
+        counted_after.append(sum(1 for a in annotations.values() if a.get("countedAt")))
+    assert counted_after == [2, 4, 5]
+    # Each count is kept: a counted cluster is not counted again before its interval.
+    assert all(prober._states[name].counted_at is not None for name in names)
 
 
 def test_a_healthy_cluster_keeps_one_connection_and_is_counted_once_per_count_interval(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import random
 import threading
 import time
@@ -160,6 +161,7 @@ class ProbeSettings:
     heartbeat: float = 60.0
     count: bool = True  # also count nodes, pods, namespaces, deployments, daemonsets (cluster/statics)
     count_interval: float = 300.0  # ... at most this often per cluster
+    count_batch: int = 500  # counts per round at least allowed (see count_cap): health first, counts follow
     retry_timeout: float = 1.5  # the probe budget of a cluster whose last probe failed (<= timeout)
     refresh: float = 300.0  # a kept client is rebuilt (address re-checked, full probe) this often
 
@@ -193,6 +195,23 @@ def advance(state: ProbeState, healthy: bool, settings: ProbeSettings, now: floa
         if state.status != STATUS_INACTIVE:
             state.status, state.transition = STATUS_INACTIVE, utc_now()
         state.next_at = now + backoff_seconds(state.failures, settings)
+
+
+def count_cap(owned: int, settings: ProbeSettings) -> int:
+    """How many clusters a round may count: ``count_batch``, or twice the steady need if that is more.
+
+    The steady need is ``owned * interval / count_interval`` per round (each cluster once per count
+    interval), so the cap never holds counting back for long; it only spreads a burst, e.g. 10,000
+    clusters never counted (a first start, migrated Secrets), over a few rounds instead of making the
+    first health round wait for 10,000 x 5 counting LISTs. Clusters never counted go first.
+    """
+    steady = owned * settings.interval / settings.count_interval if settings.count_interval > 0 else owned
+    return max(settings.count_batch, math.ceil(2 * steady))
+
+
+def count_due(state: ProbeState, now: float, settings: ProbeSettings) -> bool:
+    """Whether the cluster's count is due (never counted, or counted a count interval ago)."""
+    return state.counted_at is None or now - state.counted_at >= settings.count_interval
 
 
 def _counted_at(recorded: str, now: float) -> float | None:
@@ -315,9 +334,16 @@ class ClusterProber(BackgroundLoop):
                 continue
             if state.next_at <= now:
                 due.append((name, secret, state))
+        # Counting is capped per round (count_cap), never-counted clusters first, then the longest due.
+        counting: set[str] = set()
+        if self.settings.count:
+            wanting = [(name, state) for name, _, state in due if count_due(state, now, self.settings)]
+            wanting.sort(key=lambda i: -math.inf if i[1].counted_at is None else i[1].counted_at)
+            counting = {name for name, _ in wanting[: count_cap(len(secrets), self.settings)]}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
-        for _ in self._pool.map(lambda i: self._probe_and_record(i[0], i[1], i[2], tenures[i[0]]), due):
+        work = lambda i: self._probe_and_record(i[0], i[1], i[2], tenures[i[0]], i[0] in counting)  # noqa: E731
+        for _ in self._pool.map(work, due):
             pass
         self.rounds += 1
         self.progress_at = time.monotonic()
@@ -354,14 +380,17 @@ class ClusterProber(BackgroundLoop):
         self._states[name] = state
         return state
 
-    def _probe_and_record(self, name: str, secret: dict[str, Any], state: ProbeState, tenure: int) -> None:
+    def _probe_and_record(
+        self, name: str, secret: dict[str, Any], state: ProbeState, tenure: int, count: bool | None = None
+    ) -> None:
         """Probe one cluster and record the result (runs in the pool; each step isolated).
 
         ``tenure``: the ownership tenure the round began with; the result is recorded only under it.
+        ``count``: whether to count it too (the round's choice); None: when its count is due.
         """
         if not self.ownership.owns(name):
             return  # its shard was released meanwhile (rebalancing, a stall): the probe does not start
-        result = self._probe_isolated(name, state)
+        result = self._probe_isolated(name, state, count)
         if result is None:
             return  # the probe itself broke: nothing honest to record this round
         # The shard is not released while the write is under way: one replica writes a cluster's
@@ -375,16 +404,19 @@ class ClusterProber(BackgroundLoop):
                 _cluster_step_failed(name, "record the probe result", exc)
         self.progress_at = time.monotonic()
 
-    def _probe_isolated(self, name: str, state: ProbeState) -> ProbeResult | None:
+    def _probe_isolated(self, name: str, state: ProbeState, count: bool | None = None) -> ProbeResult | None:
         """``_probe``, with an unexpected exception logged for this cluster instead of ending the round."""
         try:
-            return self._probe(state)
+            return self._probe(state, count)
         except Exception as exc:
             _cluster_step_failed(name, "probe", exc)
             return None
 
-    def _probe(self, state: ProbeState) -> ProbeResult:
-        """One probe of one cluster (runs in the pool), on its kept client or a new one."""
+    def _probe(self, state: ProbeState, count: bool | None = None) -> ProbeResult:
+        """One probe of one cluster (runs in the pool), on its kept client or a new one.
+
+        ``count``: also count it (when healthy); None: when its count is due (``count_due``).
+        """
         if state.kubeconfig is None:
             return ProbeResult("BadKubeconfig", state.error)
         s = self.settings
@@ -416,7 +448,7 @@ class ClusterProber(BackgroundLoop):
             elif state.known is None:
                 state.known = ProbeResult(result.reason, result.message, result.version, result.uid)
             # Counts on the same client and within the probe's deadline; failures stay in countError.
-            due = state.counted_at is None or now - state.counted_at >= s.count_interval
+            due = count_due(state, now, s) if count is None else count
             if s.count and result.healthy and due:
                 result.counts = count_annotations(client, timeout, utc_now())
                 # The first count is at once; the next one at a random point of the interval's second
