@@ -141,6 +141,7 @@ def namespace(name: str) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description="platform benchmark (see module docstring)")
+    parser.add_argument("--tag", default="", help="appended to the result file's name (a second run of a day)")
     parser.add_argument("--pods", type=int, default=5000)
     parser.add_argument("--samples", type=int, default=30, help="samples of each big list")
     parser.add_argument("--get-samples", type=int, default=300)
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             svc.stop()
         plane.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"platform-{'living-' if living else ''}{dt.date.today().isoformat()}.json"
+    tag = f"-{args.tag}" if args.tag else ""
+    out = RESULTS / f"platform-{'living-' if living else ''}{dt.date.today().isoformat()}{tag}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out.relative_to(RESULTS.parent.parent)}")
     return 0

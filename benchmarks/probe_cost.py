@@ -53,6 +53,7 @@ def one_pass(prober: ClusterProber, elector: LeaderElector, states: list[tuple[s
 def main() -> int:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description="per-probe cost (see module docstring)")
+    parser.add_argument("--tag", default="", help="appended to the result file's name (a second run of a day)")
     parser.add_argument("--clusters", type=int, default=300)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="krm-probe-cost-"))
@@ -98,7 +99,7 @@ def main() -> int:
     finally:
         plane.stop()
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"probe-cost-{dt.date.today().isoformat()}.json"
+    out = RESULTS / f"probe-cost-{dt.date.today().isoformat()}{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {out}")

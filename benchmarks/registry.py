@@ -243,6 +243,7 @@ def go_secret(cluster_id: str, kubeconfig: str) -> dict:
 def main() -> int:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description="registry benchmark (see module docstring)")
+    parser.add_argument("--tag", default="", help="appended to the result file's name (a second run of a day)")
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--probe-interval", type=float, default=15.0)
@@ -546,7 +547,8 @@ def main() -> int:
     result["targets"] = targets
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if (args.clusters, args.replicas) == (1000, 1) else f"-{args.clusters}c-{args.replicas}r"
-    out = RESULTS / f"registry-{dt.date.today().isoformat()}{suffix}{'-idle' if args.skip_probe else ''}.json"
+    suffix += ("-idle" if args.skip_probe else "") + (f"-{args.tag}" if args.tag else "")
+    out = RESULTS / f"registry-{dt.date.today().isoformat()}{suffix}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"written to {out}")
