@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controllers.cluster.prober import ClusterProber, ProbeSettings
 from controlplane.harness import ControlPlane
 from utils import kube
@@ -53,6 +55,7 @@ def one_pass(prober: ClusterProber, elector: LeaderElector, states: list[tuple[s
 def main() -> int:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description="per-probe cost (see module docstring)")
+    parser.add_argument("--yaml", action="store_true", help="store the kubeconfigs as YAML, as the Go version does")
     parser.add_argument("--tag", default="", help="appended to the result file's name (a second run of a day)")
     parser.add_argument("--clusters", type=int, default=300)
     args = parser.parse_args()
@@ -62,11 +65,13 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "clusters": args.clusters,
+        "kubeconfig_format": "yaml" if args.yaml else "json",
     }
     try:
         plane.start_etcd()
         meta, target = plane.add_cluster("meta"), plane.add_cluster("t1")
-        kubeconfig = json.dumps(target.kubeconfig())
+        # JSON by default (as the registry benchmark stores them); YAML as the Go version and kubectl write them.
+        kubeconfig = yaml.safe_dump(target.kubeconfig()) if args.yaml else json.dumps(target.kubeconfig())
         client = kube.KubeClient.from_kubeconfig(meta.kubeconfig(), (2.0, 10.0), pool_size=4)
         elector = LeaderElector(lambda: client, "default", "probe-cost")
         elector.start()  # renewed in the background: a phase outlasting the lease must not lose it

@@ -15,7 +15,8 @@ never answers; the Secrets are POSTed from ``--register-threads`` threads), serv
   service is called with urllib3 on a kept-alive connection, as the bare side is (``requests``, the client
   of the runs before 2026-12-02, is kept as a reference for get/s);
 - ``add`` against the bare ``GET /version`` it wraps (both on a fresh connection, as each add is);
-- a full probe round with 10% dead or hanging clusters, and ``list`` latency while it runs;
+- a full probe round with 10% dead or hanging clusters, and ``list`` latency while it runs; then the
+  first round after a restart of every replica (health and counts already recorded);
 - resident memory of each worker and of the prober process;
 - how long a Secret written by another process takes to show in ``list`` (the watch's latency);
 - ``cluster/statics`` (read from the counts the probe rounds record) against ``list`` in the same run,
@@ -485,6 +486,27 @@ def main() -> int:
         for pid in result["rss_mib_prober_process"]:
             del result["rss_mib_probing"][pid]
         result["rss_mib_probing_by_replica"] = process_rss(replicas)
+        for replica in replicas:
+            replica.stop()
+
+        # A restart of every replica: the Secrets now hold each cluster's health and a recent count, so the
+        # first round makes a new connection and a full probe per cluster but counts none and writes only
+        # what changed (what a rolling update or a crash costs, unlike the first round of new clusters).
+        print("restarting the replicas ...", flush=True)
+        writes_before = secret_patches(meta)
+        restarted = time.monotonic()
+        replicas = [Service(meta, root, namespace=namespace, env=env, workers=2).start() for _ in range(args.replicas)]
+        services += replicas
+        deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
+        while not all(rounds_by_replica()):
+            assert time.monotonic() < deadline, "no probe round finished after the restart"
+            time.sleep(0.5)
+        result["probe"]["after_restart"] = {
+            "first_round_seconds": [float(lines[0]["seconds"]) for lines in rounds_by_replica()],
+            "start_to_first_round_done_s": round(time.monotonic() - restarted, 1),
+            "metadata_secret_patches": secret_patches(meta) - writes_before,
+        }
+        print(f"after the restart: {result['probe']['after_restart']}", flush=True)
         for replica in replicas:
             replica.stop()
 

@@ -125,6 +125,43 @@ def test_parse_merge_key_rejected() -> None:
         parse_kubeconfig("base: &b {server: x}\ncluster:\n  <<: *b\n")
 
 
+DEEP_BLOCK = "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(70)) + "  " * 70 + "v: 1\n"
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 65 + "]" * 65, DEEP_BLOCK], ids=["flow", "block"])
+def test_parse_nesting_deeper_than_the_limit_rejected(text: str) -> None:
+    with pytest.raises(KubeconfigRejected, match="nested deeper than 64 levels"):
+        parse_kubeconfig(text)
+
+
+def test_parse_nesting_at_the_limit_accepted() -> None:
+    node = parse_kubeconfig("a: " + "[" * 63 + "]" * 63)["a"]  # the mapping and 63 lists: 64 levels
+    lists = 1
+    while node:
+        node, lists = node[0], lists + 1
+    assert lists == 63
+
+
+@pytest.mark.parametrize("text", [YAML_TEXT, "a: 1\nb: [x, {c: 'd', e: null, f: 1.5, g: 0x1f, h: yes}]\n",
+                                  "current-context: \"dev\\u00e9\"\nk: |\n  line1\n  line2\n"])  # fmt: skip
+def test_the_c_parser_reads_what_the_python_parser_reads(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import utils.kubeconfig as module
+
+    fast = parse_kubeconfig(text)
+    monkeypatch.setattr(module, "_C_LOADER", None)
+    assert parse_kubeconfig(text) == fast
+
+
+def test_aliases_and_depth_are_refused_without_the_c_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    import utils.kubeconfig as module
+
+    monkeypatch.setattr(module, "_C_LOADER", None)
+    with pytest.raises(KubeconfigRejected, match="aliases are not allowed"):
+        parse_kubeconfig("a: &x 1\nb: *x\n")
+    with pytest.raises(KubeconfigRejected, match="not valid YAML"):
+        parse_kubeconfig("a: " + "[" * 5000 + "]" * 5000)
+
+
 def test_parse_python_tags_rejected() -> None:
     with pytest.raises(KubeconfigRejected, match="not valid YAML"):
         parse_kubeconfig("a: !!python/object/apply:os.system ['true']\n")
