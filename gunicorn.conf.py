@@ -110,6 +110,13 @@ def when_ready(server):
         _prober.start(server)
 
 
+def post_fork(server, worker):
+    """In the new worker, before it imports the app: the allocator's settings (utils.allocator)."""
+    from utils import allocator
+
+    allocator.tune()
+
+
 def post_worker_init(worker):
     """On SIGTERM, end the worker's WebSocket sessions at once (close 1001), inside the grace period.
 

@@ -16,7 +16,7 @@ import threading
 from config.settings import Settings, SettingsError
 from controllers.cluster import kubeconfig_policy
 from controllers.cluster.prober import METADATA_WRITES, ClusterProber, ProbeSettings
-from utils import kube, logs
+from utils import allocator, kube, logs
 from utils.metadata import MetadataCluster
 from utils.shards import ShardOwnership
 
@@ -77,6 +77,7 @@ def main() -> int:
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
     raise_open_files_limit()  # one kept connection per healthy cluster (10,000 and more)
+    allocator.tune()  # the round's LIST of every cluster Secret is megabytes at 10,000
     metadata = MetadataCluster(settings, pool_size=METADATA_WRITES + 2)  # the writes, the round's list, slack
     prober, ownership = build_prober(settings, metadata)
     stopping = threading.Event()

@@ -24,7 +24,7 @@ from config.constants import (
     MSG_QUERY_OK,
     MSG_RESTART_OK,
 )
-from config.envelope import ok
+from config.envelope import ok, ok_items
 from controllers.resources import autoservice, composite, generic, namespaces, nodes, secrets, workloads
 from controllers.resources import schemas as s
 from controllers.resources.cleaning import bad_request
@@ -109,10 +109,10 @@ def _list(kind: Kind) -> ResponseReturnValue:
     f = bind(s.list_request)
     p = platform()
     if kind.prefix == "namespace":
-        return ok(MSG_NS_LIST_OK, {"items": namespaces.list_namespaces(p, kind, f["cluster_id"])})
+        return ok_items(MSG_NS_LIST_OK, namespaces.list_namespaces(p, kind, f["cluster_id"]))
     lister = secrets.list_secrets if kind.kind == "Secret" else generic.list_raw
     items = lister(p, kind, f["cluster_id"], f["namespace"], f["label_selector"], f["field_selector"])
-    return ok(MSG_QUERY_OK, {"items": items})
+    return ok_items(MSG_QUERY_OK, items)
 
 
 def _get(kind: Kind) -> ResponseReturnValue:

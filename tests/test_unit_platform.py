@@ -253,6 +253,25 @@ def test_items_are_passed_through_raw() -> None:
     assert items_fragment(b'{"kind":"Status"}') is None
 
 
+def test_a_raw_list_is_enveloped_without_parsing_and_reads_as_the_parsed_one() -> None:
+    from config.envelope import RawItems, ok_items
+    from controllers.resources.generic import raw_items
+
+    body = (b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items": \n'
+            b'[{"a":"}\\"]"},{"b":[1,2]}] \n}\n')  # fmt: skip
+    raw = raw_items(body)
+    assert isinstance(raw, RawItems) and raw.body is body  # no copy of the answer
+    reply = ok_items("查询成功", raw)
+    assert reply.content_type == "application/json; charset=utf-8"
+    assert json.loads(reply.get_data()) == {"status": 200, "message": "查询成功",
+                                            "data": {"items": [{"a": '}"]'}, {"b": [1, 2]}]}}  # fmt: skip
+    assert reply.get_data() == ok_items("查询成功", json.loads(body)["items"]).get_data().replace(b" ", b"")
+    null = raw_items(b'{"metadata":{},"items":null}\n')
+    assert null is not None and json.loads(ok_items("m", null).get_data())["data"] == {"items": []}
+    for broken in (b'{"kind":"Status"}', b'{"metadata":{},"items":{"a":1}}', b'{"items":[1]', b""):
+        assert raw_items(broken) is None
+
+
 def test_concurrent_requests_build_one_client_per_cluster() -> None:
     import threading
 

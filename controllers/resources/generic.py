@@ -23,6 +23,7 @@ from config.constants import (
     MSG_RESOURCE_DELETE_FAILED,
     MSG_RESOURCE_UPDATE_FAILED,
 )
+from config.envelope import RawItems
 from controllers.cluster.clients import ClusterClients, timed_out, unreachable
 from controllers.errors import BadRequest, ServiceError
 from utils import kube, logs
@@ -103,25 +104,37 @@ def session(platform: Platform, cluster_id: str, prefix: Prefix, data: dict[str,
 
 
 _ITEMS_KEY = b',"items":'
+_WHITESPACE = b" \t\r\n"
 
 
-def items_fragment(body: bytes) -> orjson.Fragment | None:
-    """The ``items`` array of a raw LIST answer, as bytes to embed in the reply unparsed; None if not found.
+def raw_items(body: bytes) -> RawItems | None:
+    """The ``items`` array of a raw LIST answer, to embed in the reply unparsed; None if not found.
 
     The API server writes ``{"kind", "apiVersion", "metadata", "items"}`` in that order, and the list
     metadata holds only strings and numbers. ``,"items":`` cannot occur inside a JSON string (a quote
-    there is escaped), so its first occurrence is the top-level key and the array runs to the last ``}``.
+    there is escaped), so its first occurrence is the top-level key and the array runs to the last ``}``
+    (trailing whitespace holds none). Nothing is copied.
     """
     start = body.find(_ITEMS_KEY)
-    end = body.rstrip().rfind(b"}")
+    end = body.rfind(b"}")
     if start < 0 or end < 0:
         return None
-    items = body[start + len(_ITEMS_KEY) : end].strip()
-    if items == b"null":
-        return orjson.Fragment(b"[]")
-    if not (items.startswith(b"[") and items.endswith(b"]")):
+    start += len(_ITEMS_KEY)
+    while start < end and body[start] in _WHITESPACE:
+        start += 1
+    while end > start and body[end - 1] in _WHITESPACE:
+        end -= 1
+    if body.startswith(b"null", start) and end - start == 4:
+        return RawItems(b"[]", 0, 2)
+    if not (body.startswith(b"[", start) and body[end - 1 : end] == b"]"):
         return None
-    return orjson.Fragment(items)
+    return RawItems(body, start, end)
+
+
+def items_fragment(body: bytes) -> orjson.Fragment | None:
+    """``raw_items`` as an ``orjson.Fragment`` (a copy of the array)."""
+    raw = raw_items(body)
+    return raw.fragment() if raw is not None else None
 
 
 def _list_request(kind: Kind, namespace: str, label_selector: str, field_selector: str,
@@ -151,9 +164,9 @@ def list_raw(platform: Platform, kind: Kind, cluster_id: str, namespace: str = "
     ns, query = _list_request(kind, namespace, label_selector, field_selector, empty)
     with session(platform, cluster_id, MSG_QUERY_FAILED, empty) as call:
         body = call("GET", kind.path(ns), query=query, raw=True)
-    fragment = items_fragment(body) if isinstance(body, bytes) else None
-    if fragment is not None:
-        return fragment
+    raw = raw_items(body) if isinstance(body, bytes) else None
+    if raw is not None:
+        return raw
     try:  # not the shape the API server writes: parse it after all
         listing = orjson.loads(body)
     except orjson.JSONDecodeError:
