@@ -12,6 +12,10 @@ wall time and this process's CPU time per probe are read directly, for:
 - ``steady``: the kept client, one ``/readyz``, nothing to write (what a round costs per healthy cluster);
 - ``steady_with_count``: the same plus the five counting LISTs (a cluster whose count is due).
 
+Also ``read_secret``: reading a Secret into the prober's state (the kubeconfig parsed), which the round's own
+thread does for every cluster new to it, with libyaml and with PyYAML's Python parser (``--yaml`` stores the
+kubeconfigs as YAML, as the Go version and kubectl write them; JSON by default).
+
 Figures go to ``benchmarks/results/probe-cost-<date>.json``; a summary is printed. Multiply by the
 cluster count and divide by the cores to size a replica (README, "Sizing").
 """
@@ -34,6 +38,7 @@ import yaml
 from controllers.cluster.prober import ClusterProber, ProbeSettings
 from controlplane.harness import ControlPlane
 from utils import kube
+from utils import kubeconfig as kubeconfig_module
 from utils.kubeconfig import KubeconfigPolicy
 from utils.leader import LeaderElector
 
@@ -50,6 +55,24 @@ def one_pass(prober: ClusterProber, elector: LeaderElector, states: list[tuple[s
         "wall_ms_per_probe": round((time.perf_counter() - wall) / len(states) * 1000, 3),
         "cpu_ms_per_probe": round((time.process_time() - cpu) / len(states) * 1000, 3),
     }
+
+
+def read_secrets(prober: ClusterProber, secrets: list[dict]) -> dict[str, Any]:
+    """Milliseconds per Secret of ``_state_for`` on new states: with libyaml, and with PyYAML's Python parser."""
+    out: dict[str, Any] = {}
+    for name, loader in (("ms_per_secret", kubeconfig_module._C_LOADER), ("ms_per_secret_python_parser", None)):
+        saved, kubeconfig_module._C_LOADER = kubeconfig_module._C_LOADER, loader
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for secret in secrets:
+                prober._states.pop(secret["metadata"]["name"], None)
+                prober._state_for(secret["metadata"]["name"], secret)
+            out[name] = {"wall": round((time.perf_counter() - wall) / len(secrets) * 1000, 3),
+                         "cpu": round((time.process_time() - cpu) / len(secrets) * 1000, 3)}  # fmt: skip
+        finally:
+            kubeconfig_module._C_LOADER = saved
+    prober._drop_states()
+    return out
 
 
 def main() -> int:
@@ -90,6 +113,10 @@ def main() -> int:
             settings = ProbeSettings(timeout=5, heartbeat=3600, count=count, count_interval=1e-9, refresh=3600)
             prober = ClusterProber(lambda: client, namespace, LABEL, elector, KubeconfigPolicy(), settings)
             listing = client.request("GET", kube.secret_path(namespace), query={"labelSelector": f"{LABEL}=true"})
+            # Reading each Secret into the prober's state (decode, parse the kubeconfig, digest): the round's
+            # own thread does this for every cluster it sees for the first time, before any probe starts.
+            if phase == "full":
+                result["read_secret"] = read_secrets(prober, listing["items"])
             states = [(s["metadata"]["name"], s, prober._state_for(s["metadata"]["name"], s)) for s in listing["items"]]
 
             result[phase] = one_pass(prober, elector, states)  # every cluster new: new client, full probe, a PATCH
