@@ -34,10 +34,6 @@ class RawItems:
     start: int
     end: int
 
-    def fragment(self) -> orjson.Fragment:
-        """The array as an ``orjson.Fragment`` (a copy), for a reply built by ``orjson.dumps``."""
-        return orjson.Fragment(self.body[self.start : self.end])
-
 
 def ok_items(message: str, items: RawItems | list[Any]) -> Response:
     """A success envelope whose ``data`` is ``{"items": items}``."""

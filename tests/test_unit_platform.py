@@ -243,14 +243,16 @@ def test_unknown_and_missing_clusters() -> None:
 
 
 def test_items_are_passed_through_raw() -> None:
-    from controllers.resources.generic import items_fragment
+    from config.envelope import ok_items
+    from controllers.resources.generic import raw_items
 
     body = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"a":",\\"items\\":"}]}\n'
-    fragment = items_fragment(body)
-    assert fragment is not None
-    assert json.loads(__import__("orjson").dumps({"items": fragment})) == {"items": [{"a": ',"items":'}]}
-    assert __import__("orjson").dumps(items_fragment(b'{"metadata":{},"items":null}')) == b"[]"
-    assert items_fragment(b'{"kind":"Status"}') is None
+    raw = raw_items(body)
+    assert raw is not None
+    assert json.loads(ok_items("m", raw).get_data())["data"] == {"items": [{"a": ',"items":'}]}
+    null = raw_items(b'{"metadata":{},"items":null}')
+    assert null is not None and null.body[null.start : null.end] == b"[]"
+    assert raw_items(b'{"kind":"Status"}') is None
 
 
 def test_a_raw_list_is_enveloped_without_parsing_and_reads_as_the_parsed_one() -> None:

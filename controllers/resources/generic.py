@@ -131,12 +131,6 @@ def raw_items(body: bytes) -> RawItems | None:
     return RawItems(body, start, end)
 
 
-def items_fragment(body: bytes) -> orjson.Fragment | None:
-    """``raw_items`` as an ``orjson.Fragment`` (a copy of the array)."""
-    raw = raw_items(body)
-    return raw.fragment() if raw is not None else None
-
-
 def _list_request(kind: Kind, namespace: str, label_selector: str, field_selector: str,
                   empty: dict[str, Any]) -> tuple[str, dict[str, str]]:  # fmt: skip
     """The namespace and query of a LIST; a refused namespace answers with ``empty`` as its data."""
