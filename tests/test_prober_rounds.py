@@ -18,7 +18,7 @@ from controllers.cluster.prober import (
     ProbeResult,
     ProbeSettings,
     ProbeState,
-    _counted_at,
+    _recorded_at,
     advance,
     backoff_seconds,
     count_cap,
@@ -368,8 +368,32 @@ def test_a_cluster_that_failed_is_retried_with_the_shorter_budget(
 def test_a_new_leader_reads_recorded_counts_as_fresh_only_when_they_are() -> None:
     now = 1000.0
     recent = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    taken = _counted_at(recent, now)
+    taken = _recorded_at(recent, now)
     assert taken is not None and 960 <= taken <= 971  # about 30 s ago on the monotonic clock
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for value in ("", "yesterday", "2026-13-01T00:00:00Z", future):
-        assert _counted_at(value, now) is None
+        assert _recorded_at(value, now) is None
+
+
+def test_a_restarted_prober_writes_only_what_changed_or_a_due_heartbeat(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """A new process (a restart, a moved shard) reads lastProbeTime: unchanged results are not rewritten."""
+    _register(meta, registry_namespace, "steady", kubeconfig_text(target1))
+    settings = ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600)
+    assert round_prober(settings).run_round() == 1
+
+    def version() -> str:
+        status, secret = meta.request("GET", f"/api/v1/namespaces/{registry_namespace}/secrets/steady")
+        assert status == 200, secret
+        return str(secret["metadata"]["resourceVersion"])
+
+    written = version()
+    assert _annotations(meta, registry_namespace, "steady")["reason"] == "Healthy"
+    restarted = round_prober(settings)
+    assert restarted.run_round() == 1
+    assert version() == written  # same health, counted and probed within the heartbeat: no PATCH
+    # A heartbeat that is due (recorded longer ago than the heartbeat) is written by the new process.
+    overdue = round_prober(dataclasses.replace(settings, heartbeat=1e-9))
+    assert overdue.run_round() == 1
+    assert version() != written

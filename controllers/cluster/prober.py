@@ -214,9 +214,10 @@ def count_due(state: ProbeState, now: float, settings: ProbeSettings) -> bool:
     return state.counted_at is None or now - state.counted_at >= settings.count_interval
 
 
-def _counted_at(recorded: str, now: float) -> float | None:
-    """The monotonic time of a recorded ``countedAt`` (RFC 3339), so a new leader does not count again
-    what another one counted recently; None when absent, unreadable or in the future."""
+def _recorded_at(recorded: str, now: float) -> float | None:
+    """The monotonic time of a recorded ``countedAt`` or ``lastProbeTime`` (RFC 3339), so a new owner
+    (a restart, a shard moved to another replica) neither counts again what was counted recently nor
+    writes a heartbeat that was written recently; None when absent, unreadable or in the future."""
     try:
         taken = dt.datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
@@ -359,6 +360,7 @@ class ClusterProber(BackgroundLoop):
         annotations = meta.get("annotations") or {}
         text = stored_kubeconfig(secret)
         digest = hashlib.sha256(text.encode()).hexdigest()
+        now = time.monotonic()
         state = self._states.get(name)
         if state is not None and state.uid == meta.get("uid") and state.digest == digest:
             return state
@@ -370,7 +372,10 @@ class ClusterProber(BackgroundLoop):
             status=annotations.get("status") or annotations.get("clusterStatus") or STATUS_ACTIVE,
             transition=annotations.get("lastTransitionTime", ""),
             written={k: annotations.get(k, "") for k in _TRACKED},
-            counted_at=_counted_at(annotations.get("countedAt", ""), time.monotonic()),
+            # What the Secret shows was written at its lastProbeTime: an unchanged result is written
+            # again one heartbeat after that, not at once (a restart rewrote every Secret before).
+            written_at=_recorded_at(annotations.get("lastProbeTime", ""), now) or 0.0,
+            counted_at=_recorded_at(annotations.get("countedAt", ""), now),
         )
         try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
             state.kubeconfig = parse_kubeconfig(text)
