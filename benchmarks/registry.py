@@ -170,6 +170,17 @@ def start_replicas(
     return services, startup
 
 
+def settle_index(lines: list[dict]) -> int:
+    """The index of a replica's first round over its settled share (``owned`` as in its last round).
+
+    Rounds up to it are settling in: the first round, and with several replicas the rounds while shards
+    move (a replica that joined with one shard probes its full share, new to it, only in a later round).
+    The rounds after it are the steady ones.
+    """
+    final = lines[-1]["owned"]
+    return next(i for i, line in enumerate(lines) if line["owned"] == final)
+
+
 def secret_patches(cluster: Cluster) -> int:
     """PATCH requests on Secrets the API server has answered so far (from its /metrics)."""
     status, body = cluster.request("GET", "/metrics")
@@ -189,6 +200,23 @@ def process_rss(services: list[Service]) -> list[dict[str, dict[str, float]]]:
         prober = {pid: rss for pid, rss in children.items() if "controllers.prober_process" in _cmdline(pid)}
         workers = {pid: rss for pid, rss in children.items() if pid not in prober}
         out.append({"workers": workers, "prober": prober})
+    return out
+
+
+def prober_cpu_seconds(services: list[Service]) -> list[float]:
+    """Per replica: user + system CPU seconds its prober process has used so far (0.0 if not found)."""
+    out = []
+    for svc in services:
+        pids = [pid for pid in worker_rss_mib(svc.process.pid) if "controllers.prober_process" in _cmdline(pid)] \
+            if svc.process is not None else []  # fmt: skip
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        out.append(round(total, 2))
     return out
 
 
@@ -396,7 +424,7 @@ def main() -> int:
         def settled(wanted: int) -> bool:
             # Every replica has logged ``wanted`` rounds since the shards settled (all owned by someone).
             per = rounds_by_replica()
-            return all(len(lines) >= wanted for lines in per) and sum(
+            return all(lines and len(lines) - settle_index(lines) >= wanted for lines in per) and sum(
                 int(lines[-1]["owned"]) for lines in per) == int(per[0][-1]["clusters"])  # fmt: skip
 
         # The first round starts as soon as the prober holds its shards (right after start-up) and probes
@@ -411,6 +439,7 @@ def main() -> int:
             during += timed(svc_list, 5)
             during_get += timed(svc_get, 5)
         first_done_writes = secret_patches(meta)
+        cpu_at_first_done = prober_cpu_seconds(replicas)
         # Steady rounds: each replica's next rounds, with the list and get measured meanwhile.
         steady_list: list[float] = []
         steady_get: list[float] = []
@@ -419,10 +448,11 @@ def main() -> int:
             assert time.monotonic() < deadline, "the steady probe rounds did not finish"
             steady_list += timed(svc_list, 5)
             steady_get += timed(svc_get, 5)
+        cpu_after_steady = prober_cpu_seconds(replicas)
         between = timed(svc_list, 100)
         per_replica = rounds_by_replica()
         rounds = rounds_done()
-        steady_rounds = sum(len(lines) - 1 for lines in per_replica)
+        steady_rounds = sum(len(lines) - settle_index(lines) - 1 for lines in per_replica)
         result["probe"] = {
             "interval_s": args.probe_interval,
             "replicas": args.replicas,
@@ -432,7 +462,14 @@ def main() -> int:
                 for lines in per_replica
             ],
             "first_round_seconds_max": max(float(lines[0]["seconds"]) for lines in per_replica),
-            "steady_round_seconds_max": max(float(line["seconds"]) for lines in per_replica for line in lines[1:]),
+            "settling_round_seconds": [[float(line["seconds"]) for line in lines[: settle_index(lines) + 1]]
+                                       for lines in per_replica],
+            "steady_round_seconds_max": max(float(line["seconds"]) for lines in per_replica
+                                            for line in lines[settle_index(lines) + 1 :]),
+            # The prober's own CPU per steady round (the API servers it probes run elsewhere in production).
+            "prober_cpu_seconds_per_steady_round": [
+                round((after - before) / max(len(lines) - settle_index(lines) - 1, 1), 2)
+                for before, after, lines in zip(cpu_at_first_done, cpu_after_steady, per_replica, strict=True)],
             "list_during_first_round": percentiles(during),
             "get_during_first_round": percentiles(during_get),
             "list_during_steady_rounds": percentiles(steady_list),

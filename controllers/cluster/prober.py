@@ -11,9 +11,10 @@ What a probe costs decides how many clusters one process can watch (10,000 at a 
 cores is the target). So a healthy cluster keeps its client, and with it one open connection, between
 rounds: a steady probe is one ``GET /readyz`` on that connection, no TLS handshake, no resolution.
 The full probe (resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs on a
-new connection: the first time, after any failure, after the kubeconfig changed and every
-``refresh`` seconds (a renamed address, a changed policy, an upgraded version, revoked read rights
-are seen then). Credentials are still proven every round: the API server answers a request carrying
+new connection: the first time, after any failure, after the kubeconfig changed and every half to
+whole ``refresh`` seconds, drawn per client so that clusters probed first together are not all rebuilt
+in one round (a renamed address, a changed policy, an upgraded version, revoked read rights are seen
+then). Credentials are still proven every round: the API server answers a request carrying
 rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
 ``count_interval``, not every round. A cluster whose last probe failed gets ``retry_timeout`` instead
 of ``timeout``, so hanging clusters hold a slot briefly, and results are written by the probing
@@ -138,6 +139,9 @@ class ProbeState:
     error: str = ""  # a kubeconfig that cannot be used at all
     client: kube.KubeClient | None = None  # kept while healthy: one open connection (see the module doc)
     client_at: float = 0.0  # when the client was built and fully probed (monotonic)
+    # The kept client is rebuilt after refresh x this (0.5-1, drawn at each build): clusters registered or
+    # taken over together are not all rebuilt, with a full probe each, in the same round.
+    refresh_share: float = 1.0
     known: ProbeResult | None = None  # that full probe's healthy result
     counted_at: float | None = None  # last count (monotonic); None: never
 
@@ -432,7 +436,7 @@ class ClusterProber(BackgroundLoop):
         budget = s.timeout if state.failures == 0 else min(s.timeout, s.retry_timeout)
         timeout = (min(2.0, budget), budget)
         deadline = kube.deadline_in(budget)
-        if state.client is not None and now - state.client_at >= s.refresh:
+        if state.client is not None and now - state.client_at >= s.refresh * state.refresh_share:
             state.close_client()  # time to re-resolve, re-check the address and re-read identity
         client = state.client
         if client is None:
@@ -445,6 +449,7 @@ class ClusterProber(BackgroundLoop):
                 result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
             else:
                 state.client, state.client_at = client, now
+                state.refresh_share = random.uniform(0.5, 1.0)  # noqa: S311
         if client is not None:
             client.deadline = deadline  # this probe's budget, for every call on the kept client
             result = probe_cluster(client, state.expiry, state.known)
