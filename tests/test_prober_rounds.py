@@ -325,6 +325,9 @@ def test_a_healthy_cluster_keeps_one_connection_and_is_counted_once_per_count_in
     assert prober.run_round() == 1
     assert state.client is not None and state.client is not first_client
     assert _annotations(meta, registry_namespace, "kept")["reason"] == "Healthy"
+    # The new client reuses the TLS context of the same kubeconfig (no second decoding of its certificates).
+    assert first_client.ssl_context is not None and state.client.ssl_context is first_client.ssl_context
+    assert _connections_made(state.client) == 1  # a new connection all the same: a full handshake
 
 
 def test_rejected_credentials_are_seen_on_the_kept_connection(

@@ -606,6 +606,7 @@ class KubeClient:
             parts = urlsplit(configuration.host)
             self.server = urlunsplit(parts._replace(netloc=host_header))
         self._temp_dir = temp_dir
+        self.ssl_context = ssl_context  # None: built by the pool manager from the configuration
         self.api = k8s_client.ApiClient(configuration)
         self.api.rest_client.pool_manager = _pool_manager(configuration, ssl_context, host_header)
 
@@ -618,11 +619,15 @@ class KubeClient:
         *,
         call_timeout: float | None = None,
         deadline: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> KubeClient:
         """Build a client from a kubeconfig dict (current context) without touching any global state.
 
         Credentials are read from the kubeconfig here (an exec plugin runs now, within ``deadline``);
-        certificates and keys go straight into the client's SSLContext.
+        certificates and keys go straight into the client's SSLContext. ``ssl_context``: the context of a
+        client built before from this same kubeconfig (its ``ssl_context``), used instead of decoding the
+        certificates again (OpenSSL 3 decodes PEM slowly); ignored with an exec plugin, whose certificate
+        may have changed since.
         """
         try:
             cluster, _, user, _ = current_entries(kubeconfig)
@@ -663,7 +668,13 @@ class KubeClient:
             raise BadKubeconfig("invalid kubeconfig: a client certificate needs its key (and the other way round)")
         try:
             context = None
-            if configuration.host.startswith("https://"):
+            if (
+                configuration.host.startswith("https://")
+                and ssl_context is not None
+                and not isinstance(exec_config, dict)
+            ):
+                context = ssl_context
+            elif configuration.host.startswith("https://"):
                 context = _ssl_context(_pem_or_file(cluster, "certificate-authority"), configuration.verify_ssl,
                                        cert_pem, key_pem)  # fmt: skip
         except (ssl.SSLError, ValueError, OSError) as exc:
