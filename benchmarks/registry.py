@@ -197,18 +197,22 @@ def process_rss(services: list[Service]) -> list[dict[str, dict[str, float]]]:
     out = []
     for svc in services:
         children = worker_rss_mib(svc.process.pid) if svc.process is not None else {}
-        prober = {pid: rss for pid, rss in children.items() if "controllers.prober_process" in _cmdline(pid)}
+        prober = {pid: rss for pid, rss in children.items() if _is_prober(pid)}
         workers = {pid: rss for pid, rss in children.items() if pid not in prober}
         out.append({"workers": workers, "prober": prober})
     return out
+
+
+def _is_prober(pid: str) -> bool:
+    """Whether a child of a service's gunicorn master is its prober process (by command line)."""
+    return "controllers.prober_process" in _cmdline(pid)
 
 
 def prober_cpu_seconds(services: list[Service]) -> list[float]:
     """Per replica: user + system CPU seconds its prober process has used so far (0.0 if not found)."""
     out = []
     for svc in services:
-        pids = [pid for pid in worker_rss_mib(svc.process.pid) if "controllers.prober_process" in _cmdline(pid)] \
-            if svc.process is not None else []  # fmt: skip
+        pids = [pid for pid in worker_rss_mib(svc.process.pid) if _is_prober(pid)] if svc.process is not None else []
         total = 0.0
         for pid in pids:
             try:
@@ -452,7 +456,8 @@ def main() -> int:
         between = timed(svc_list, 100)
         per_replica = rounds_by_replica()
         rounds = rounds_done()
-        steady_rounds = sum(len(lines) - settle_index(lines) - 1 for lines in per_replica)
+        settles = [settle_index(lines) for lines in per_replica]
+        steady_rounds = sum(len(lines) - settle - 1 for lines, settle in zip(per_replica, settles, strict=True))
         result["probe"] = {
             "interval_s": args.probe_interval,
             "replicas": args.replicas,
@@ -462,14 +467,15 @@ def main() -> int:
                 for lines in per_replica
             ],
             "first_round_seconds_max": max(float(lines[0]["seconds"]) for lines in per_replica),
-            "settling_round_seconds": [[float(line["seconds"]) for line in lines[: settle_index(lines) + 1]]
-                                       for lines in per_replica],
-            "steady_round_seconds_max": max(float(line["seconds"]) for lines in per_replica
-                                            for line in lines[settle_index(lines) + 1 :]),
+            "settling_round_seconds": [[float(line["seconds"]) for line in lines[: settle + 1]]
+                                       for lines, settle in zip(per_replica, settles, strict=True)],
+            "steady_round_seconds_max": max(float(line["seconds"]) for lines, settle in zip(per_replica, settles,
+                                            strict=True) for line in lines[settle + 1 :]),
             # The prober's own CPU per steady round (the API servers it probes run elsewhere in production).
             "prober_cpu_seconds_per_steady_round": [
-                round((after - before) / max(len(lines) - settle_index(lines) - 1, 1), 2)
-                for before, after, lines in zip(cpu_at_first_done, cpu_after_steady, per_replica, strict=True)],
+                round((after - before) / max(len(lines) - settle - 1, 1), 2)
+                for before, after, lines, settle in zip(cpu_at_first_done, cpu_after_steady, per_replica, settles,
+                                                        strict=True)],
             "list_during_first_round": percentiles(during),
             "get_during_first_round": percentiles(during_get),
             "list_during_steady_rounds": percentiles(steady_list),

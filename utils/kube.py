@@ -668,15 +668,12 @@ class KubeClient:
             raise BadKubeconfig("invalid kubeconfig: a client certificate needs its key (and the other way round)")
         try:
             context = None
-            if (
-                configuration.host.startswith("https://")
-                and ssl_context is not None
-                and not isinstance(exec_config, dict)
-            ):
-                context = ssl_context
-            elif configuration.host.startswith("https://"):
-                context = _ssl_context(_pem_or_file(cluster, "certificate-authority"), configuration.verify_ssl,
-                                       cert_pem, key_pem)  # fmt: skip
+            if configuration.host.startswith("https://"):
+                if ssl_context is not None and not isinstance(exec_config, dict):
+                    context = ssl_context
+                else:
+                    context = _ssl_context(_pem_or_file(cluster, "certificate-authority"),
+                                           configuration.verify_ssl, cert_pem, key_pem)  # fmt: skip
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise BadKubeconfig(f"invalid kubeconfig: unusable certificate or key ({type(exc).__name__})") from None
         return cls(configuration, timeout, ssl_context=context, host_header=host_header,

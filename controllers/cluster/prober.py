@@ -368,10 +368,10 @@ class ClusterProber(BackgroundLoop):
         annotations = meta.get("annotations") or {}
         text = stored_kubeconfig(secret)
         digest = hashlib.sha256(text.encode()).hexdigest()
-        now = time.monotonic()
         state = self._states.get(name)
         if state is not None and state.uid == meta.get("uid") and state.digest == digest:
             return state
+        now = time.monotonic()
         if state is not None:
             state.close_client()  # the kubeconfig changed (or the Secret was re-created)
         state = ProbeState(
