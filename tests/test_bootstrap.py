@@ -8,7 +8,7 @@ import time
 import pytest
 
 from controlplane.harness import Cluster
-from tests.service import unique
+from tests.service import eventually, unique
 
 
 def _readyz(svc) -> tuple[int, dict]:
@@ -51,7 +51,8 @@ def test_unreachable_metadata_cluster_is_not_ready_then_recovers(make_service, t
     try:
         svc = make_service(cluster=target2, wait_ready=False, env={"BOOTSTRAP_MAX_BACKOFF": "1"})
         assert svc.call("GET", "/healthz", auth=False).status_code == 200
-        status, body = _readyz(svc)
+        # The service answers before its first bootstrap attempt has ended: wait for that attempt's reason.
+        status, body = eventually(lambda: (r := _readyz(svc))[1]["reason"] != "bootstrap has not run yet" and r)
         assert status == 503
         assert "connection refused" in body["reason"]
         from tests.test_auth_routes import go_token
