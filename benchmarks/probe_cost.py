@@ -10,6 +10,9 @@ wall time and this process's CPU time per probe are read directly, for:
   clients were kept, and what the first round (or a shard taken over) still costs;
 - ``full_with_count``: the same plus the five counting LISTs;
 - ``steady``: the kept client, one ``/readyz``, nothing to write (what a round costs per healthy cluster);
+- ``refresh``: the kept client at its refresh: the address resolved and checked again, ``/version``,
+  ``/readyz``, ``kube-system`` on the kept connection (every ``PROBE_REFRESH``);
+- ``reconnect``: the same on a new connection, the TLS context reused (every ``PROBE_RECONNECT``);
 - ``steady_with_count``: the same plus the five counting LISTs (a cluster whose count is due).
 
 Also ``read_secret``: reading a Secret into the prober's state (the kubeconfig parsed), which the round's own
@@ -23,6 +26,7 @@ cluster count and divide by the cores to size a replica (README, "Sizing").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -125,6 +129,13 @@ def main() -> int:
             fresh = {s["metadata"]["name"]: s for s in listing["items"]}
             states = [(name, fresh[name], state) for name, _, state in states]
             result[phase.replace("full", "steady")] = one_pass(prober, elector, states)
+            if phase == "full":
+                # A refresh: the address checked again and the full probe, on the kept connection.
+                prober.settings = dataclasses.replace(settings, refresh=1e-9)
+                result["refresh"] = one_pass(prober, elector, states)
+                # A reconnect: the same on a new connection (TLS handshake; the context is reused).
+                prober.settings = dataclasses.replace(settings, reconnect=1e-9)
+                result["reconnect"] = one_pass(prober, elector, states)
             prober.stop()
         elector.stop()
         client.close()

@@ -87,6 +87,7 @@ class Settings:
     # A healthy cluster's client (one open connection) is kept between rounds and rebuilt this often:
     # its address re-resolved and re-checked, version and identity read again.
     probe_refresh: float = 300.0
+    probe_reconnect: float = 1800.0
     # Clusters are divided among the replicas' probers in this many shards, each a Lease (utils/shards.py):
     # enough for a fair split among a handful of replicas, few enough that renewing them costs little
     # (one LIST and one write per held shard every renew interval).
@@ -183,6 +184,7 @@ class Settings:
             probe_count_batch=_int(env, "PROBE_COUNT_BATCH", 500, minimum=1),
             probe_retry_timeout=_float(env, "PROBE_RETRY_TIMEOUT", 1.5),
             probe_refresh=_float(env, "PROBE_REFRESH", 300.0),
+            probe_reconnect=_float(env, "PROBE_RECONNECT", 1800.0),
             lease_duration=_float(env, "LEASE_DURATION", 15.0),
             lease_renew_interval=_float(env, "LEASE_RENEW_INTERVAL", 5.0),
             watch_timeout=_int(env, "WATCH_TIMEOUT", 60, minimum=1),

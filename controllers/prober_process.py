@@ -53,6 +53,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
             count_batch=settings.probe_count_batch,
             retry_timeout=settings.probe_retry_timeout,
             refresh=settings.probe_refresh,
+            reconnect=settings.probe_reconnect,
         ),
     )
     ownership.healthy = prober.making_progress  # a stuck prober hands its shards to the other replicas

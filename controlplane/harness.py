@@ -190,8 +190,10 @@ class CertificateAuthority:
         )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
-    def issue_server(self, names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
-        """A serving certificate and key (PEM) for DNS ``names`` and IP addresses ``ips``."""
+    def issue_server(
+        self, names: tuple[str, ...] = (), ips: tuple[str, ...] = (), valid_for: dt.timedelta = dt.timedelta(hours=12)
+    ) -> tuple[bytes, bytes]:
+        """A serving certificate and key (PEM) for DNS ``names`` and IP addresses ``ips``, valid from now."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
@@ -203,7 +205,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=12))
+            .not_valid_after(now + valid_for)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
@@ -927,6 +929,7 @@ class HostRoutingProxy:
         self.prefix = prefix
         self.ca = CertificateAuthority.create("proxy-ca")
         context = self.ca.server_context(names=(hostname,))
+        self._context = context
         snis: dict[int, str | None] = {}
 
         def remember_sni(sock: ssl.SSLSocket | ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -995,6 +998,16 @@ class HostRoutingProxy:
     def url(self) -> str:
         """The server URL a kubeconfig for the proxied cluster carries (name, port and path prefix)."""
         return f"https://{self.hostname}:{self.port}{self.prefix}"
+
+    def use_certificate(self, valid_for: dt.timedelta) -> None:
+        """Serve new handshakes with a fresh certificate for the name, valid for ``valid_for`` from now.
+
+        Connections already open keep the one they were made with (as a real server's do)."""
+        cert, key = self.ca.issue_server(names=(self.hostname,), valid_for=valid_for)
+        with tempfile.NamedTemporaryFile(suffix=".pem") as fh:
+            fh.write(cert + key)
+            fh.flush()
+            self._context.load_cert_chain(fh.name)
 
     def kubeconfig(self, identity: str = "admin") -> dict:
         """A kubeconfig of the upstream cluster through this proxy, trusting the proxy's CA."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from controllers.cluster.prober import (
     backoff_seconds,
     count_cap,
 )
-from controlplane.harness import Blackhole, Cluster
+from controlplane.harness import Blackhole, Cluster, HostRoutingProxy
 from tests.conftest import kubeconfig_text
 from tests.service import unique
 from utils import kube
@@ -256,10 +257,12 @@ def round_prober(meta: Cluster, registry_namespace: str) -> Iterator[Callable[..
     made: list[ClusterProber] = []
 
     def build(
-        settings: ProbeSettings, on_result: Callable[[str, ProbeResult, str], None] | None = None
+        settings: ProbeSettings,
+        on_result: Callable[[str, ProbeResult, str], None] | None = None,
+        policy: KubeconfigPolicy | None = None,
     ) -> ClusterProber:
-        prober = ClusterProber(lambda: client, registry_namespace, LABEL, elector, KubeconfigPolicy(), settings,
-                               on_result=on_result)  # fmt: skip
+        prober = ClusterProber(lambda: client, registry_namespace, LABEL, elector, policy or KubeconfigPolicy(),
+                               settings, on_result=on_result)  # fmt: skip
         made.append(prober)
         return prober
 
@@ -320,14 +323,84 @@ def test_a_healthy_cluster_keeps_one_connection_and_is_counted_once_per_count_in
     assert state.client is first_client and _connections_made(first_client) == 1  # no new TLS handshake
     assert state.counted_at is not None and _annotations(meta, registry_namespace, "kept")["countedAt"] == counted[
         "countedAt"]  # fmt: skip
-    # Past the refresh period the client is rebuilt: a new connection, the full probe again.
+    # Past the refresh period the address is checked again and the full probe runs: on the same
+    # connection, the address being the same (see the proxied test below for what is asked).
     prober.settings = dataclasses.replace(prober.settings, refresh=1e-9)
+    assert prober.run_round() == 1
+    assert state.client is first_client and _connections_made(first_client) == 1
+    assert state.known is not None and state.known.uid == counted["clusterUID"]  # identity read again
+    # Past the reconnect period the client is rebuilt: a new connection, its certificate verified again.
+    prober.settings = dataclasses.replace(prober.settings, refresh=3600, reconnect=1e-9)
     assert prober.run_round() == 1
     assert state.client is not None and state.client is not first_client
     assert _annotations(meta, registry_namespace, "kept")["reason"] == "Healthy"
     # The new client reuses the TLS context of the same kubeconfig (no second decoding of its certificates).
     assert first_client.ssl_context is not None and state.client.ssl_context is first_client.ssl_context
     assert _connections_made(state.client) == 1  # a new connection all the same: a full handshake
+    assert 0.5 <= state.reconnect_share <= 1.0
+
+
+PROXIED = "k8s.test.invalid"
+
+
+def test_a_refresh_checks_the_address_and_keeps_the_connection_only_while_it_is_the_same(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """Behind a host-routed proxy (which records what it passes on): what each probe asks, on which connection."""
+    proxy = HostRoutingProxy(target1, PROXIED)
+    try:
+        _register(meta, registry_namespace, "proxied", json.dumps(proxy.kubeconfig()))
+        settings = ProbeSettings(timeout=5, refresh=3600, count=False, heartbeat=3600, failure_threshold=1)
+        prober = round_prober(settings, policy=KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"]))
+        full = ["/version", "/readyz", "/api/v1/namespaces/kube-system"]
+        assert prober.run_round() == 1
+        assert proxy.routed == full
+        state = prober._states["proxied"]
+        kept = state.client
+        assert kept is not None and _connections_made(kept) == 1
+        assert prober.run_round() == 1 and proxy.routed[3:] == ["/readyz"]  # steady: one request
+        # A refresh with the name resolving to the same address: the full probe on the kept connection.
+        prober.settings = dataclasses.replace(settings, refresh=1e-9)
+        assert prober.run_round() == 1 and proxy.routed[4:] == full
+        assert state.client is kept and _connections_made(kept) == 1
+        assert _annotations(meta, registry_namespace, "proxied")["reason"] == "Healthy"
+        # The name now resolves elsewhere (nothing listens on 127.0.0.2 at that port): the kept connection
+        # is dropped and the probe goes to the address just checked.
+        prober.policy = KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.2"])
+        assert prober.run_round() == 1
+        assert len(proxy.routed) == 7 and state.client is None
+        recorded = _annotations(meta, registry_namespace, "proxied")
+        assert recorded["reason"] == "Unreachable" and "127.0.0.2" not in recorded["message"], recorded
+    finally:
+        proxy.close()
+
+
+def test_a_kept_connection_is_replaced_once_the_certificate_it_was_verified_with_expires(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    proxy = HostRoutingProxy(target1, PROXIED)
+    try:
+        _register(meta, registry_namespace, "expiring", json.dumps(proxy.kubeconfig()))
+        settings = ProbeSettings(timeout=5, refresh=3600, count=False, heartbeat=3600, failure_threshold=1)
+        prober = round_prober(settings, policy=KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"]))
+        # Room for a busy machine's first probe; the test then waits the certificate out.
+        proxy.use_certificate(valid_for=dt.timedelta(seconds=12))
+        assert prober.run_round() == 1
+        client = prober._states["expiring"].client
+        assert client is not None and client.server_cert_expiry is not None
+        assert time.time() - 60 < client.server_cert_expiry <= time.time() + 13
+        assert prober.run_round() == 1 and prober._states["expiring"].client is client  # still valid: kept
+        deadline = time.monotonic() + 60
+        while time.time() < client.server_cert_expiry + 1:
+            assert time.monotonic() < deadline, "the certificate did not expire"
+            time.sleep(0.2)
+        # The kept connection still works (it is not verified again), but the prober connects afresh:
+        # the handshake now meets the expired certificate, as every new client of the cluster would.
+        assert prober.run_round() == 1
+        recorded = _annotations(meta, registry_namespace, "expiring")
+        assert recorded["reason"] == "TLSError" and "expired" in recorded["message"], recorded
+    finally:
+        proxy.close()
 
 
 def test_rejected_credentials_are_seen_on_the_kept_connection(

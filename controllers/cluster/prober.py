@@ -10,12 +10,15 @@ probed less and less often (exponential backoff up to ``max_backoff``).
 What a probe costs decides how many clusters one process can watch (10,000 at a 30 s interval on two
 cores is the target). So a healthy cluster keeps its client, and with it one open connection, between
 rounds: a steady probe is one ``GET /readyz`` on that connection, no TLS handshake, no resolution.
-The full probe (resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs on a
-new connection: the first time, after any failure, after the kubeconfig changed and every half to
-whole ``refresh`` seconds, drawn per client so that clusters probed first together are not all rebuilt
-in one round (a renamed address, a changed policy, an upgraded version, revoked read rights are seen
-then). Credentials are still proven every round: the API server answers a request carrying
-rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
+The full probe (resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs the
+first time, after any failure, after the kubeconfig changed and every half to whole ``refresh``
+seconds (a renamed address, a changed policy, an upgraded version, revoked read rights are seen then):
+on the kept connection while the checked address is the same, on a new one when it is not. A new
+connection, whose TLS handshake verifies the server's certificate again, is also made every half to
+whole ``reconnect`` seconds and as soon as the certificate the kept one was verified with expires.
+Each share is drawn per cluster, so that clusters probed first together are not all refreshed or
+reconnected in one round. Credentials are still proven every round: the API server answers a request
+carrying rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
 ``count_interval``, not every round. A cluster whose last probe failed gets ``retry_timeout`` instead
 of ``timeout``, so hanging clusters hold a slot briefly, and results are written by the probing
 thread itself, so the first round's writes (every cluster new) run in parallel too.
@@ -139,10 +142,14 @@ class ProbeState:
     written_at: float = 0.0
     error: str = ""  # a kubeconfig that cannot be used at all
     client: kube.KubeClient | None = None  # kept while healthy: one open connection (see the module doc)
-    client_at: float = 0.0  # when the client was built and fully probed (monotonic)
-    # The kept client is rebuilt after refresh x this (0.5-1, drawn at each build): clusters registered or
-    # taken over together are not all rebuilt, with a full probe each, in the same round.
+    pinned: dict[str, Any] | None = None  # the checked kubeconfig the kept client was built from
+    connected_at: float = 0.0  # when the kept client was built (monotonic)
+    client_at: float = 0.0  # when the address was last checked and the full probe run (monotonic)
+    # The address is checked again and the full probe runs after refresh x this, and the client is rebuilt
+    # after reconnect x its share (each 0.5-1, drawn anew each time): clusters registered or taken over
+    # together do not all get their full probe, or their new connection, in the same round.
     refresh_share: float = 1.0
+    reconnect_share: float = 1.0
     # The TLS context of this kubeconfig's last client, reused by the next one (a refresh, a retry after a
     # failure): decoding its certificates again cost 14% of the prober's time at 10,000 clusters.
     ssl_context: ssl.SSLContext | None = None
@@ -151,7 +158,7 @@ class ProbeState:
 
     def close_client(self) -> None:
         """Close the kept client: the next probe connects afresh and runs the full probe."""
-        client, self.client, self.known = self.client, None, None
+        client, self.client, self.known, self.pinned = self.client, None, None, None
         if client is not None:
             client.close()
 
@@ -171,7 +178,8 @@ class ProbeSettings:
     count_interval: float = 300.0  # ... at most this often per cluster
     count_batch: int = 500  # counts per round at least allowed (see count_cap): health first, counts follow
     retry_timeout: float = 1.5  # the probe budget of a cluster whose last probe failed (<= timeout)
-    refresh: float = 300.0  # a kept client is rebuilt (address re-checked, full probe) this often
+    refresh: float = 300.0  # a kept client's address is checked again and its full probe run this often
+    reconnect: float = 1800.0  # ... and the client rebuilt (a new connection, TLS verified again) this often
 
 
 # Enough doublings for any max_backoff a setting can give (interval * 2 ** 62 is far past a year);
@@ -232,6 +240,11 @@ def _recorded_at(recorded: str, now: float) -> float | None:
         return None
     age = (dt.datetime.now(dt.UTC) - taken).total_seconds()
     return now - age if age >= 0 else None
+
+
+def _certificate_expired(client: kube.KubeClient) -> bool:
+    """Whether the certificate the kept connection was verified with has expired since."""
+    return client.server_cert_expiry is not None and time.time() >= client.server_cert_expiry
 
 
 def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
@@ -440,21 +453,33 @@ class ClusterProber(BackgroundLoop):
         budget = s.timeout if state.failures == 0 else min(s.timeout, s.retry_timeout)
         timeout = (min(2.0, budget), budget)
         deadline = kube.deadline_in(budget)
-        if state.client is not None and now - state.client_at >= s.refresh * state.refresh_share:
-            state.close_client()  # time to re-resolve, re-check the address and re-read identity
         client = state.client
-        if client is None:
-            try:  # the name is resolved and checked now, then not resolved again for this client
+        if client is not None and (now - state.connected_at >= s.reconnect * state.reconnect_share
+                                   or _certificate_expired(client)):  # fmt: skip
+            state.close_client()  # a new connection: the server's certificate is verified again
+            client = None
+        if client is None or now - state.client_at >= s.refresh * state.refresh_share:
+            try:  # the name is resolved and checked now, then not resolved again until the next refresh
                 pinned = self.policy.pin(state.kubeconfig, deadline)
-                client = kube.KubeClient.from_kubeconfig(pinned, timeout, pool_size=1, deadline=deadline,
-                                                         ssl_context=state.ssl_context)  # fmt: skip
-            except KubeconfigRejected as exc:
-                result = ProbeResult("BadKubeconfig", str(exc))
-            except kube.KubeError as exc:
-                result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
-            else:
-                state.client, state.client_at, state.ssl_context = client, now, client.ssl_context
+                if client is not None and pinned != state.pinned:
+                    state.close_client()  # another address (or policy): connect to the one just checked
+                    client = None
+                if client is None:
+                    client = kube.KubeClient.from_kubeconfig(pinned, timeout, pool_size=1, deadline=deadline,
+                                                             ssl_context=state.ssl_context)  # fmt: skip
+                    state.client, state.pinned, state.connected_at = client, pinned, now
+                    state.ssl_context = client.ssl_context
+                    state.reconnect_share = random.uniform(0.5, 1.0)  # noqa: S311
+                # The full probe (version, identity) on the kept connection or the new one.
+                state.known, state.client_at = None, now
                 state.refresh_share = random.uniform(0.5, 1.0)  # noqa: S311
+            except KubeconfigRejected as exc:
+                state.close_client()
+                client, result = None, ProbeResult("BadKubeconfig", str(exc))
+            except kube.KubeError as exc:
+                state.close_client()
+                client = None
+                result = ProbeResult(exc.reason if exc.reason in _REPORTED_REASONS else "Unhealthy", exc.message)
         if client is not None:
             client.deadline = deadline  # this probe's budget, for every call on the kept client
             result = probe_cluster(client, state.expiry, state.known)
