@@ -341,66 +341,73 @@ def test_a_healthy_cluster_keeps_one_connection_and_is_counted_once_per_count_in
 
 
 PROXIED = "k8s.test.invalid"
+PROXIED_SETTINGS = ProbeSettings(timeout=5, refresh=3600, count=False, heartbeat=3600, failure_threshold=1)
+
+
+@pytest.fixture
+def proxy(target1: Cluster) -> Iterator[HostRoutingProxy]:
+    """target1 behind a host-routed proxy that records the paths it passes on."""
+    server = HostRoutingProxy(target1, PROXIED)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _proxied_prober(meta: Cluster, namespace: str, name: str, proxy: HostRoutingProxy,
+                    round_prober: Callable[..., ClusterProber]) -> ClusterProber:  # fmt: skip
+    """A prober of one cluster registered through the proxy, its name resolving to loopback."""
+    _register(meta, namespace, name, json.dumps(proxy.kubeconfig()))
+    policy = KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"])
+    return round_prober(PROXIED_SETTINGS, policy=policy)
 
 
 def test_a_refresh_checks_the_address_and_keeps_the_connection_only_while_it_is_the_same(
-    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+    meta: Cluster, proxy: HostRoutingProxy, registry_namespace: str, round_prober: Callable[..., ClusterProber]
 ) -> None:
     """Behind a host-routed proxy (which records what it passes on): what each probe asks, on which connection."""
-    proxy = HostRoutingProxy(target1, PROXIED)
-    try:
-        _register(meta, registry_namespace, "proxied", json.dumps(proxy.kubeconfig()))
-        settings = ProbeSettings(timeout=5, refresh=3600, count=False, heartbeat=3600, failure_threshold=1)
-        prober = round_prober(settings, policy=KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"]))
-        full = ["/version", "/readyz", "/api/v1/namespaces/kube-system"]
-        assert prober.run_round() == 1
-        assert proxy.routed == full
-        state = prober._states["proxied"]
-        kept = state.client
-        assert kept is not None and _connections_made(kept) == 1
-        assert prober.run_round() == 1 and proxy.routed[3:] == ["/readyz"]  # steady: one request
-        # A refresh with the name resolving to the same address: the full probe on the kept connection.
-        prober.settings = dataclasses.replace(settings, refresh=1e-9)
-        assert prober.run_round() == 1 and proxy.routed[4:] == full
-        assert state.client is kept and _connections_made(kept) == 1
-        assert _annotations(meta, registry_namespace, "proxied")["reason"] == "Healthy"
-        # The name now resolves elsewhere (nothing listens on 127.0.0.2 at that port): the kept connection
-        # is dropped and the probe goes to the address just checked.
-        prober.policy = KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.2"])
-        assert prober.run_round() == 1
-        assert len(proxy.routed) == 7 and state.client is None
-        recorded = _annotations(meta, registry_namespace, "proxied")
-        assert recorded["reason"] == "Unreachable" and "127.0.0.2" not in recorded["message"], recorded
-    finally:
-        proxy.close()
+    prober = _proxied_prober(meta, registry_namespace, "proxied", proxy, round_prober)
+    full = ["/version", "/readyz", "/api/v1/namespaces/kube-system"]
+    assert prober.run_round() == 1
+    assert proxy.routed == full
+    state = prober._states["proxied"]
+    kept = state.client
+    assert kept is not None and _connections_made(kept) == 1
+    assert prober.run_round() == 1 and proxy.routed[3:] == ["/readyz"]  # steady: one request
+    # A refresh with the name resolving to the same address: the full probe on the kept connection.
+    prober.settings = dataclasses.replace(PROXIED_SETTINGS, refresh=1e-9)
+    assert prober.run_round() == 1 and proxy.routed[4:] == full
+    assert state.client is kept and _connections_made(kept) == 1
+    assert _annotations(meta, registry_namespace, "proxied")["reason"] == "Healthy"
+    # The name now resolves elsewhere (nothing listens on 127.0.0.2 at that port): the kept connection
+    # is dropped and the probe goes to the address just checked.
+    prober.policy = KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.2"])
+    assert prober.run_round() == 1
+    assert len(proxy.routed) == 7 and state.client is None
+    recorded = _annotations(meta, registry_namespace, "proxied")
+    assert recorded["reason"] == "Unreachable" and "127.0.0.2" not in recorded["message"], recorded
 
 
 def test_a_kept_connection_is_replaced_once_the_certificate_it_was_verified_with_expires(
-    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+    meta: Cluster, proxy: HostRoutingProxy, registry_namespace: str, round_prober: Callable[..., ClusterProber]
 ) -> None:
-    proxy = HostRoutingProxy(target1, PROXIED)
-    try:
-        _register(meta, registry_namespace, "expiring", json.dumps(proxy.kubeconfig()))
-        settings = ProbeSettings(timeout=5, refresh=3600, count=False, heartbeat=3600, failure_threshold=1)
-        prober = round_prober(settings, policy=KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"]))
-        # Room for a busy machine's first probe; the test then waits the certificate out.
-        proxy.use_certificate(valid_for=dt.timedelta(seconds=12))
-        assert prober.run_round() == 1
-        client = prober._states["expiring"].client
-        assert client is not None and client.server_cert_expiry is not None
-        assert time.time() - 60 < client.server_cert_expiry <= time.time() + 13
-        assert prober.run_round() == 1 and prober._states["expiring"].client is client  # still valid: kept
-        deadline = time.monotonic() + 60
-        while time.time() < client.server_cert_expiry + 1:
-            assert time.monotonic() < deadline, "the certificate did not expire"
-            time.sleep(0.2)
-        # The kept connection still works (it is not verified again), but the prober connects afresh:
-        # the handshake now meets the expired certificate, as every new client of the cluster would.
-        assert prober.run_round() == 1
-        recorded = _annotations(meta, registry_namespace, "expiring")
-        assert recorded["reason"] == "TLSError" and "expired" in recorded["message"], recorded
-    finally:
-        proxy.close()
+    prober = _proxied_prober(meta, registry_namespace, "expiring", proxy, round_prober)
+    # Room for a busy machine's first probe; the test then waits the certificate out.
+    proxy.use_certificate(valid_for=dt.timedelta(seconds=12))
+    assert prober.run_round() == 1
+    client = prober._states["expiring"].client
+    assert client is not None and client.server_cert_expiry is not None
+    assert time.time() - 60 < client.server_cert_expiry <= time.time() + 13
+    assert prober.run_round() == 1 and prober._states["expiring"].client is client  # still valid: kept
+    deadline = time.monotonic() + 60
+    while time.time() < client.server_cert_expiry + 1:
+        assert time.monotonic() < deadline, "the certificate did not expire"
+        time.sleep(0.2)
+    # The kept connection still works (it is not verified again), but the prober connects afresh:
+    # the handshake now meets the expired certificate, as every new client of the cluster would.
+    assert prober.run_round() == 1
+    recorded = _annotations(meta, registry_namespace, "expiring")
+    assert recorded["reason"] == "TLSError" and "expired" in recorded["message"], recorded
 
 
 def test_rejected_credentials_are_seen_on_the_kept_connection(

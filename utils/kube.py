@@ -842,9 +842,13 @@ class KubeClient:
                 self._pool = manager.connection_from_url(self._origin)
             resp = self._pool.urlopen(method, target, assert_same_host=False, **options)
         if not 200 <= resp.status <= 299:
+            complete = False
             try:
                 data = resp.read()
+                complete = True
             finally:
+                if not complete:
+                    resp.close()  # a body cut off (deadline, reset): the connection does not go back as is
                 resp.release_conn()
             exc = ApiException(status=resp.status, reason=resp.reason)
             exc.body, exc.headers = data.decode("utf-8", errors="replace"), resp.headers
@@ -897,6 +901,7 @@ class KubeClient:
 
     def close(self) -> None:
         """Release connections (and remove ``temp_dir``, if one was given)."""
+        self._pool = None  # a call after this gets a new pool from the manager, as before the first one
         try:
             self.api.rest_client.pool_manager.clear()
             self.api.close()
