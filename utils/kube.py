@@ -768,18 +768,7 @@ class KubeClient:
                 resp = self._call(method, path, query, body, accept, content_type, per_socket)
             finally:
                 self._note_cert_expiry()
-            complete = False
-            try:
-                data = resp.read()
-                complete = True
-            finally:
-                if guard is not None:
-                    guard.finish()  # before the connection goes back to the pool for another call
-                if complete:
-                    resp.release_conn()
-                else:
-                    resp.close()
-                    resp.release_conn()
+            data = _read_body(resp)
             if raw:
                 return data
             return orjson.loads(data) if data else {}
@@ -818,12 +807,10 @@ class KubeClient:
         elif configuration.username:
             basic = f"{configuration.username}:{configuration.password or ''}"
             headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
-        encoded: Any = None
-        if body is not None:
-            if isinstance(body, str | bytes):
-                encoded = body
-            else:  # as the client library does: its sanitizer (datetimes of a YAML document), then json
-                encoded = json.dumps(self.api.sanitize_for_serialization(body) if body else body)
+        encoded: Any = body  # None, or text / bytes as given
+        if body is not None and not isinstance(body, str | bytes):
+            # As the client library does: its sanitizer (datetimes of a YAML document), then json.
+            encoded = json.dumps(self.api.sanitize_for_serialization(body))
         target = self._prefix + path
         if query:
             target += "?" + urlencode(list(query.items()))
@@ -842,14 +829,7 @@ class KubeClient:
                 self._pool = manager.connection_from_url(self._origin)
             resp = self._pool.urlopen(method, target, assert_same_host=False, **options)
         if not 200 <= resp.status <= 299:
-            complete = False
-            try:
-                data = resp.read()
-                complete = True
-            finally:
-                if not complete:
-                    resp.close()  # a body cut off (deadline, reset): the connection does not go back as is
-                resp.release_conn()
+            data = _read_body(resp)
             exc = ApiException(status=resp.status, reason=resp.reason)
             exc.body, exc.headers = data.decode("utf-8", errors="replace"), resp.headers
             raise exc
@@ -916,6 +896,26 @@ class KubeClient:
     def __exit__(self, *exc_info: object) -> None:
         """Close on leaving the block."""
         self.close()
+
+
+def _read_body(resp: Any) -> bytes:
+    """Read a response's whole body and give its connection back to the pool.
+
+    The call's deadline guard is finished first, so it can never shut down a connection that another
+    call has taken from the pool meanwhile; a body cut off (deadline, reset) closes the connection.
+    """
+    complete = False
+    try:
+        data: bytes = resp.read()
+        complete = True
+        return data
+    finally:
+        guard = getattr(_local, "guard", None)
+        if guard is not None:
+            guard.finish()
+        if not complete:
+            resp.close()
+        resp.release_conn()
 
 
 def _earliest(*deadlines: float | None) -> float | None:

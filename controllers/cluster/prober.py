@@ -144,7 +144,7 @@ class ProbeState:
     client: kube.KubeClient | None = None  # kept while healthy: one open connection (see the module doc)
     pinned: dict[str, Any] | None = None  # the checked kubeconfig the kept client was built from
     connected_at: float = 0.0  # when the kept client was built (monotonic)
-    client_at: float = 0.0  # when the address was last checked and the full probe run (monotonic)
+    refreshed_at: float = 0.0  # when the address was last checked and the full probe run (monotonic)
     # The address is checked again and the full probe runs after refresh x this, and the client is rebuilt
     # after reconnect x its share (each 0.5-1, drawn anew each time): clusters registered or taken over
     # together do not all get their full probe, or their new connection, in the same round.
@@ -458,7 +458,7 @@ class ClusterProber(BackgroundLoop):
                                    or _certificate_expired(client)):  # fmt: skip
             state.close_client()  # a new connection: the server's certificate is verified again
             client = None
-        if client is None or now - state.client_at >= s.refresh * state.refresh_share:
+        if client is None or now - state.refreshed_at >= s.refresh * state.refresh_share:
             try:  # the name is resolved and checked now, then not resolved again until the next refresh
                 pinned = self.policy.pin(state.kubeconfig, deadline)
                 if client is not None and pinned != state.pinned:
@@ -471,7 +471,7 @@ class ClusterProber(BackgroundLoop):
                     state.ssl_context = client.ssl_context
                     state.reconnect_share = random.uniform(0.5, 1.0)  # noqa: S311
                 # The full probe (version, identity) on the kept connection or the new one.
-                state.known, state.client_at = None, now
+                state.known, state.refreshed_at = None, now
                 state.refresh_share = random.uniform(0.5, 1.0)  # noqa: S311
             except KubeconfigRejected as exc:
                 state.close_client()
