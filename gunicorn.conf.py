@@ -52,16 +52,19 @@ class _ProberSupervisor:
     """Runs ``python -m controllers.prober_process`` beside the workers and restarts it if it dies.
 
     A process of its own, not a thread in a worker: probing is CPU work that would hold a worker's GIL
-    against the requests it serves. The replicas' probers share the clusters out (utils/shards.py).
+    against the requests it serves. The probers, of every replica and PROBE_PROCESSES of each, share the
+    clusters out (utils/shards.py); one supervisor runs each.
     """
 
-    def __init__(self):
+    def __init__(self, index):
+        self.index = index
         self.process = None
         self.stopping = threading.Event()
 
     def start(self, server):
         """Start the prober and a thread that restarts it (with backoff) until the master exits."""
-        threading.Thread(target=self._supervise, args=(server,), name="prober-supervisor", daemon=True).start()
+        threading.Thread(target=self._supervise, args=(server,), name=f"prober-supervisor-{self.index}",
+                         daemon=True).start()  # fmt: skip
 
     def _supervise(self, server):
         delay = 1.0
@@ -80,14 +83,18 @@ class _ProberSupervisor:
             if self.stopping.is_set():
                 return
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
-            server.log.error("prober process exited with %s; restarting in %.0f s", code, delay)
+            server.log.error("prober process %d exited with %s; restarting in %.0f s", self.index, code, delay)
             self.stopping.wait(delay)
 
-    def stop(self):
-        """Stop the prober (it releases its shards) and wait for it."""
+    def terminate(self):
+        """Ask the prober to stop (it releases its shards); no restart after this."""
         self.stopping.set()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+
+    def wait(self):
+        """Wait for the prober to end (10 s, then it is killed)."""
+        if self.process is not None and self.process.poll() is None:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
@@ -101,13 +108,14 @@ os.register_at_fork(before=_SPAWN_LOCK.acquire, after_in_parent=_SPAWN_LOCK.rele
                     after_in_child=_SPAWN_LOCK.release)  # fmt: skip
 
 
-_prober = _ProberSupervisor()
+_probers = [_ProberSupervisor(i) for i in range(_settings.probe_processes)]
 
 
 def when_ready(server):
-    """The master is listening: start the prober process (unless PROBE_ENABLED=false)."""
+    """The master is listening: start the PROBE_PROCESSES prober processes (unless PROBE_ENABLED=false)."""
     if _settings.probe_enabled:
-        _prober.start(server)
+        for prober in _probers:
+            prober.start(server)
 
 
 def post_fork(server, worker):
@@ -153,7 +161,10 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Stop the prober; remove the metrics directory this configuration created (not one the operator chose)."""
-    _prober.stop()
+    """Stop the probers; remove the metrics directory this configuration created (not one the operator chose)."""
+    for prober in _probers:  # all asked at once: they release their shards in parallel
+        prober.terminate()
+    for prober in _probers:
+        prober.wait()
     if _created_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

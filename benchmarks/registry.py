@@ -281,12 +281,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--probe-interval", type=float, default=15.0)
     parser.add_argument("--replicas", type=int, default=1, help="services against the same metadata namespace")
+    parser.add_argument("--prober-processes", type=int, default=1, help="PROBE_PROCESSES of each replica")
     parser.add_argument("--register-threads", type=int, default=16, help="parallel Secret POSTs")
     parser.add_argument("--steady-rounds", type=int, default=2, help="probe rounds measured after the first")
     parser.add_argument("--skip-no-count", action="store_true", help="skip the rounds without counting")
     parser.add_argument("--skip-probe", action="store_true", help="stop after the idle part (no probe rounds)")
     args = parser.parse_args()
-    assert args.replicas >= 1
+    assert args.replicas >= 1 and args.prober_processes >= 1
     n_dead = args.clusters // 20  # 5% refuse
     n_hang = args.clusters // 20  # 5% hang
     n_live = args.clusters - n_dead - n_hang
@@ -299,6 +300,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "clusters": {"total": args.clusters, "live": n_live, "refusing": n_dead, "hanging": n_hang},
         "replicas": args.replicas,
+        "prober_processes_per_replica": args.prober_processes,
     }
     rounds: list[float] = []
     try:
@@ -411,24 +413,40 @@ def main() -> int:
         # The same service with probing on: one full round, and list latency while it runs.
         print("probing ...", flush=True)
         env = {"PROBE_ENABLED": "true", "LOG_LEVEL": "debug", "GUNICORN_THREADS": "8",
-               "PROBE_INTERVAL": str(args.probe_interval),
+               "PROBE_INTERVAL": str(args.probe_interval), "PROBE_PROCESSES": str(args.prober_processes),
                "PROBE_HEARTBEAT": "600"}  # fmt: skip
         replicas = [Service(meta, root, namespace=namespace, env=env, workers=2).start() for _ in range(args.replicas)]
         services += replicas
         svc = replicas[0]
 
-        def rounds_by_replica() -> list[list[dict]]:
-            # With shards every replica probes its share and logs its own rounds.
-            return [[json.loads(line) for line in r.log().splitlines() if '"msg":"probe round done"' in line]
-                    for r in replicas]  # fmt: skip
+        probers = args.replicas * args.prober_processes
+
+        def replica_rounds() -> list[tuple[int, list[dict]]]:
+            # (replica index, one prober's round lines) for every prober process that has logged a round:
+            # with shards every prober probes its share and logs its own rounds, with its identity.
+            out: list[tuple[int, list[dict]]] = []
+            for index, r in enumerate(replicas):
+                by_identity: dict[str, list[dict]] = {}
+                for line in r.log().splitlines():
+                    if '"msg":"probe round done"' in line:
+                        parsed = json.loads(line)
+                        by_identity.setdefault(parsed.get("identity", ""), []).append(parsed)
+                out += [(index, lines) for lines in by_identity.values()]
+            return out
+
+        def rounds_by_prober() -> list[list[dict]]:
+            return [lines for _, lines in replica_rounds()]
+
+        def every_prober_done_a_round() -> bool:
+            return len(rounds_by_prober()) >= probers
 
         def rounds_done() -> list[float]:
-            return [float(line["seconds"]) for lines in rounds_by_replica() for line in lines]
+            return [float(line["seconds"]) for lines in rounds_by_prober() for line in lines]
 
         def settled(wanted: int) -> bool:
-            # Every replica has logged ``wanted`` rounds since the shards settled (all owned by someone).
-            per = rounds_by_replica()
-            return all(lines and len(lines) - settle_index(lines) >= wanted for lines in per) and sum(
+            # Every prober has logged ``wanted`` rounds since the shards settled (all owned by someone).
+            per = rounds_by_prober()
+            return len(per) >= probers and all(len(lines) - settle_index(lines) >= wanted for lines in per) and sum(
                 int(lines[-1]["owned"]) for lines in per) == int(per[0][-1]["clusters"])  # fmt: skip
 
         # The first round starts as soon as the prober holds its shards (right after start-up) and probes
@@ -438,7 +456,7 @@ def main() -> int:
         during_get: list[float] = []
         # The first round writes every cluster's Secret (all are new): give it time in proportion.
         deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
-        while not all(rounds_by_replica()):
+        while not every_prober_done_a_round():
             assert time.monotonic() < deadline, "no probe round finished"
             during += timed(svc_list, 5)
             during_get += timed(svc_get, 5)
@@ -454,15 +472,24 @@ def main() -> int:
             steady_get += timed(svc_get, 5)
         cpu_after_steady = prober_cpu_seconds(replicas)
         between = timed(svc_list, 100)
-        per_replica = rounds_by_replica()
+        by_replica = replica_rounds()
+        per_replica = [lines for _, lines in by_replica]  # per prober process, in replica order
         rounds = rounds_done()
         settles = [settle_index(lines) for lines in per_replica]
-        steady_rounds = sum(len(lines) - settle - 1 for lines, settle in zip(per_replica, settles, strict=True))
+        steady_counts = [len(lines) - settle - 1 for lines, settle in zip(per_replica, settles, strict=True)]
+        steady_rounds = sum(steady_counts)
+        # A replica's steady rounds: the mean over its prober processes (they run side by side).
+        replica_steady = [
+            sum(n for (index, _), n in zip(by_replica, steady_counts, strict=True) if index == i)
+            / max(sum(1 for index, _ in by_replica if index == i), 1)
+            for i in range(args.replicas)
+        ]
         result["probe"] = {
             "interval_s": args.probe_interval,
             "replicas": args.replicas,
+            "prober_processes_per_replica": args.prober_processes,
             "round_seconds": rounds,
-            "rounds_by_replica": [
+            "rounds_by_prober": [
                 [{k: line.get(k) for k in ("seconds", "clusters", "owned", "probed", "shards")} for line in lines]
                 for lines in per_replica
             ],
@@ -472,10 +499,10 @@ def main() -> int:
             "steady_round_seconds_max": max(float(line["seconds"]) for lines, settle in zip(per_replica, settles,
                                             strict=True) for line in lines[settle + 1 :]),
             # The prober's own CPU per steady round (the API servers it probes run elsewhere in production).
+            # Per replica, all its prober processes together.
             "prober_cpu_seconds_per_steady_round": [
-                round((after - before) / max(len(lines) - settle - 1, 1), 2)
-                for before, after, lines, settle in zip(cpu_at_first_done, cpu_after_steady, per_replica, settles,
-                                                        strict=True)],
+                round((after - before) / max(steady, 1), 2)
+                for before, after, steady in zip(cpu_at_first_done, cpu_after_steady, replica_steady, strict=True)],
             "list_during_first_round": percentiles(during),
             "get_during_first_round": percentiles(during_get),
             "list_during_steady_rounds": percentiles(steady_list),
@@ -483,7 +510,7 @@ def main() -> int:
             "list_between_rounds": percentiles(between),
             "metadata_secret_patches_first_round": first_done_writes - writes_before,
             "metadata_secret_patches_per_steady_round": round(
-                (secret_patches(meta) - first_done_writes) / max(steady_rounds / args.replicas, 1), 1),
+                (secret_patches(meta) - first_done_writes) / max(steady_rounds / probers, 1), 1),
         }  # fmt: skip
         statuses: dict[str, int] = {}
         for item in fast_api(svc, "/api/cluster/list")["data"]["items"]:
@@ -541,11 +568,11 @@ def main() -> int:
         replicas = [Service(meta, root, namespace=namespace, env=env, workers=2).start() for _ in range(args.replicas)]
         services += replicas
         deadline = time.monotonic() + 3 * args.probe_interval + 60 + args.clusters * 0.05
-        while not all(rounds_by_replica()):
+        while not every_prober_done_a_round():
             assert time.monotonic() < deadline, "no probe round finished after the restart"
             time.sleep(0.5)
         result["probe"]["after_restart"] = {
-            "first_round_seconds": [float(lines[0]["seconds"]) for lines in rounds_by_replica()],
+            "first_round_seconds": [float(lines[0]["seconds"]) for lines in rounds_by_prober()],
             "start_to_first_round_done_s": round(time.monotonic() - restarted, 1),
             "metadata_secret_patches": secret_patches(meta) - writes_before,
         }
@@ -612,6 +639,7 @@ def main() -> int:
     result["targets"] = targets
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if (args.clusters, args.replicas) == (1000, 1) else f"-{args.clusters}c-{args.replicas}r"
+    suffix += f"-{args.prober_processes}p" if args.prober_processes > 1 else ""
     suffix += ("-idle" if args.skip_probe else "") + (f"-{args.tag}" if args.tag else "")
     out = RESULTS / f"registry-{dt.date.today().isoformat()}{suffix}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

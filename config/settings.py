@@ -92,6 +92,8 @@ class Settings:
     # enough for a fair split among a handful of replicas, few enough that renewing them costs little
     # (one LIST and one write per held shard every renew interval).
     probe_shards: int = 16
+    # Prober processes per replica, each a member of the shard sharing of its own (one core each at most).
+    probe_processes: int = 1
     # The probers' Leases (shards and membership): client-go's defaults are 15 s / 10 s.
     lease_duration: float = 15.0
     lease_renew_interval: float = 5.0
@@ -180,6 +182,7 @@ class Settings:
             probe_heartbeat=_float(env, "PROBE_HEARTBEAT", 60.0),
             probe_count=not env.get("PROBE_COUNT") or _bool(env, "PROBE_COUNT"),
             probe_shards=_int(env, "PROBE_SHARDS", 16, minimum=1),
+            probe_processes=_int(env, "PROBE_PROCESSES", 1, minimum=1),
             probe_count_interval=_float(env, "PROBE_COUNT_INTERVAL", 300.0),
             probe_count_batch=_int(env, "PROBE_COUNT_BATCH", 500, minimum=1),
             probe_retry_timeout=_float(env, "PROBE_RETRY_TIMEOUT", 1.5),
@@ -229,6 +232,11 @@ class Settings:
             raise SettingsError(f"CLUSTER_LABEL_KEY={self.cluster_label!r} is not a valid label key")
         if self.probe_shards > MAX_PROBE_SHARDS:
             raise SettingsError(f"PROBE_SHARDS={self.probe_shards} must be at most {MAX_PROBE_SHARDS}")
+        if self.probe_processes > self.probe_shards:
+            raise SettingsError(
+                f"PROBE_PROCESSES={self.probe_processes} must be at most PROBE_SHARDS="
+                f"{self.probe_shards}: a prober process without a shard has nothing to probe"
+            )
         if self.lease_renew_interval >= self.lease_duration:
             raise SettingsError("LEASE_RENEW_INTERVAL must be shorter than LEASE_DURATION")
         for name, values in (("KUBECONFIG_DENY_CIDRS", self.kubeconfig_deny_cidrs),

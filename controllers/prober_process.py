@@ -15,7 +15,7 @@ import threading
 
 from config.settings import Settings, SettingsError
 from controllers.cluster import kubeconfig_policy
-from controllers.cluster.prober import METADATA_WRITES, ClusterProber, ProbeSettings
+from controllers.cluster.prober import METADATA_WRITES, ClusterProber, ProbeSettings, SecretInformer
 from utils import allocator, kube, logs
 from utils.metadata import MetadataCluster
 from utils.shards import ShardOwnership
@@ -34,6 +34,8 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
         lease_seconds=settings.lease_duration,
         renew_seconds=settings.lease_renew_interval,
     )
+    path, selector = kube.secret_path(settings.metadata_namespace), f"{settings.cluster_label}=true"
+    informer = SecretInformer(lambda: metadata.client, path, selector, watch_seconds=settings.watch_timeout)
     prober = ClusterProber(
         lambda: metadata.client,
         settings.metadata_namespace,
@@ -55,6 +57,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
             refresh=settings.probe_refresh,
             reconnect=settings.probe_reconnect,
         ),
+        informer=informer,
     )
     ownership.healthy = prober.making_progress  # a stuck prober hands its shards to the other replicas
     return prober, ownership
@@ -78,8 +81,8 @@ def main() -> int:
     logs.setup_logging(settings.log_level)
     kube.sweep_stale_credential_dirs()  # credential files of processes that died (see utils.kube)
     raise_open_files_limit()  # one kept connection per healthy cluster (10,000 and more)
-    allocator.tune()  # the round's LIST of every cluster Secret is megabytes at 10,000
-    metadata = MetadataCluster(settings, pool_size=METADATA_WRITES + 2)  # the writes, the round's list, slack
+    allocator.tune()  # the LIST of every cluster Secret (at start, after a watch expiry) is megabytes at 10,000
+    metadata = MetadataCluster(settings, pool_size=METADATA_WRITES + 3)  # the writes, the watch, a LIST, slack
     prober, ownership = build_prober(settings, metadata)
     stopping = threading.Event()
 

@@ -20,6 +20,7 @@ from controllers.cluster.prober import (
     ProbeResult,
     ProbeSettings,
     ProbeState,
+    SecretInformer,
     _recorded_at,
     advance,
     backoff_seconds,
@@ -27,13 +28,14 @@ from controllers.cluster.prober import (
 )
 from controlplane.harness import Blackhole, Cluster, HostRoutingProxy
 from tests.conftest import kubeconfig_text
-from tests.service import unique
+from tests.service import eventually, unique
 from utils import kube
 from utils.kubeconfig import KubeconfigPolicy
 from utils.leader import LeaderElector, Lease, Ownership
 from utils.shards import shard_of
 
 LABEL = "kubeasy.com/cluster.metadata"
+MERGE_PATCH = "application/merge-patch+json"
 HUGE = pytest.mark.parametrize(
     "failures", [10**6, 2**31, 2**63, 2**64, 2**1000], ids=["1e6", "2^31", "2^63", "2^64", "2^1000"]
 )
@@ -260,9 +262,12 @@ def round_prober(meta: Cluster, registry_namespace: str) -> Iterator[Callable[..
         settings: ProbeSettings,
         on_result: Callable[[str, ProbeResult, str], None] | None = None,
         policy: KubeconfigPolicy | None = None,
+        informer: bool = False,
     ) -> ClusterProber:
+        watched = SecretInformer(lambda: client, kube.secret_path(registry_namespace), f"{LABEL}=true",
+                                 watch_seconds=5) if informer else None  # fmt: skip
         prober = ClusterProber(lambda: client, registry_namespace, LABEL, elector, policy or KubeconfigPolicy(),
-                               settings, on_result=on_result)  # fmt: skip
+                               settings, on_result=on_result, informer=watched)  # fmt: skip
         made.append(prober)
         return prober
 
@@ -490,3 +495,70 @@ def test_a_restarted_prober_writes_only_what_changed_or_a_due_heartbeat(
     assert methods_of_a_round(round_prober(settings)) == ["GET"]
     # A heartbeat that is due (recorded longer ago than the heartbeat) is written by the new process.
     assert methods_of_a_round(round_prober(dataclasses.replace(settings, heartbeat=1e-9))) == ["GET", "PATCH"]
+
+
+def _seen_requests(prober: ClusterProber) -> list[tuple[str, str]]:
+    """From now on, the (method, path) of every request the prober sends to the metadata cluster."""
+    sent: list[tuple[str, str]] = []
+    real = prober._metadata()
+
+    class Seen:
+        def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            sent.append((method, path))
+            return real.request(method, path, **kwargs)
+
+    prober._metadata = lambda: Seen()  # type: ignore[assignment,return-value]
+    return sent
+
+
+def test_rounds_read_the_watched_copy_and_see_added_changed_and_deleted_clusters(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """With its informer a round sends no LIST: a cluster added, changed or deleted reaches it by the watch."""
+    _register(meta, registry_namespace, "early", kubeconfig_text(target1))
+    prober = round_prober(ProbeSettings(timeout=5, failure_threshold=1, count=False, heartbeat=3600), informer=True)
+    informer = prober.informer
+    assert informer is not None
+    informer.start()
+    sent = _seen_requests(prober)
+    assert prober.run_round() == 1  # the first round waits for the informer's LIST
+    assert _annotations(meta, registry_namespace, "early")["reason"] == "Healthy"
+    stored = informer.get("early")
+    assert stored is not None and set(stored) == {"metadata", "data"} and set(stored["data"]) == {"kubeconfig"}
+    assert "labels" not in stored["metadata"] and "managedFields" not in stored["metadata"]
+
+    _register(meta, registry_namespace, "late", kubeconfig_text(target1))
+    eventually(lambda: informer.get("late") is not None)
+    assert prober.run_round() == 2
+    assert _annotations(meta, registry_namespace, "late")["reason"] == "Healthy"
+
+    # A changed kubeconfig (now pointing at a port that refuses) is probed as the new one.
+    refused = kubeconfig_text(target1).replace(target1.url, "https://127.0.0.1:9")
+    assert refused != kubeconfig_text(target1)
+    path = f"/api/v1/namespaces/{registry_namespace}/secrets/late"
+    status, _ = meta.request("PATCH", path, {"stringData": {"kubeconfig": refused}}, content_type=MERGE_PATCH)
+    assert status == 200
+    eventually(lambda: _round_and_reason(prober, meta, registry_namespace, "late") == "Unreachable")
+
+    status, _ = meta.request("DELETE", f"/api/v1/namespaces/{registry_namespace}/secrets/late")
+    assert status == 200
+    eventually(lambda: informer.get("late") is None)
+    assert prober.run_round() == 1 and "late" not in prober._states
+    assert all(method == "PATCH" for method, _ in sent), sent  # results written; nothing listed
+
+
+def _round_and_reason(prober: ClusterProber, meta: Cluster, namespace: str, name: str) -> str:
+    prober.run_round()
+    return _annotations(meta, namespace, name).get("reason", "")
+
+
+def test_a_round_lists_the_secrets_while_the_watched_copy_is_not_usable(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """An informer that has no copy (never listed, or its watch failed) leaves the round to one LIST."""
+    _register(meta, registry_namespace, "listed", kubeconfig_text(target1))
+    prober = round_prober(ProbeSettings(timeout=0.5, count=False, heartbeat=3600), informer=True)
+    sent = _seen_requests(prober)  # the informer is not started: it never becomes usable
+    assert prober.run_round() == 1
+    assert sent[0] == ("GET", kube.secret_path(registry_namespace)), sent
+    assert _annotations(meta, registry_namespace, "listed")["reason"] == "Healthy"

@@ -150,9 +150,23 @@ SHARDED = {
 
 
 def _identity(svc: Service) -> str:
-    """The identity of the service's current prober process (the last one started)."""
-    found = re.findall(r'"msg":"prober process started".*?"identity":"([^"]+)"', svc.log())
+    """The identity of the service's last started prober process."""
+    found = _identities(svc)
     return found[-1] if found else ""
+
+
+def _identities(svc: Service) -> list[str]:
+    """The identities of the service's prober processes alive now (an identity is host_pid_random)."""
+    found = re.findall(r'"msg":"prober process started".*?"identity":"([^"]+)"', svc.log())
+    return [identity for identity in found if _is_prober(int(identity.split("_")[-2]))]
+
+
+def _is_prober(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"controllers.prober_process" in f.read()
+    except OSError:
+        return False
 
 
 def _shard_holders(meta: Cluster, namespace: str) -> dict[int, str]:
@@ -167,13 +181,13 @@ def _shard_holders(meta: Cluster, namespace: str) -> dict[int, str]:
 
 
 def _settled(meta: Cluster, namespace: str, services: list[Service]) -> dict[str, set[int]]:
-    """Shards by identity once every shard is held by the services' current probers, 2 each; else {}."""
-    identities = {_identity(svc) for svc in services}
+    """Shards by identity once every shard is held by the services' live probers, an equal share each; else {}."""
+    identities = {identity for svc in services for identity in _identities(svc)}
     holders = _shard_holders(meta, namespace)
     by_identity: dict[str, set[int]] = {}
     for shard, holder in holders.items():
         by_identity.setdefault(holder, set()).add(shard)
-    fair = SHARDS // len(services)
+    fair = SHARDS // max(len(identities), 1)
     if len(holders) == SHARDS and set(by_identity) == identities and all(
             len(s) == fair for s in by_identity.values()):  # fmt: skip
         return by_identity
@@ -202,11 +216,18 @@ def _all_probed_after(meta: Cluster, namespace: str, ids: list[str], moment: dt.
 
 
 def _each_cluster_probed_by_one(services: list[Service], offsets: list[int], ids: list[str]) -> bool:
-    """From the round lines since ``offsets``: each process's latest rounds cover disjoint shards, all of
-    them, and probed exactly the clusters of its own shards (``owned``), so each cluster by one process."""
-    latest: list[dict[str, Any]] = []
+    """From the round lines since ``offsets``: each live prober's latest rounds cover disjoint shards, all of
+    them, and probed exactly the clusters of its own shards (``owned``), so each cluster by one prober."""
+    by_identity: dict[str, list[dict[str, Any]]] = {}
     for svc, offset in zip(services, offsets, strict=True):
-        rounds = _rounds(svc, offset)
+        live = set(_identities(svc))
+        for line in _rounds(svc, offset):
+            if line["identity"] in live:
+                by_identity.setdefault(line["identity"], []).append(line)
+    if {identity for svc in services for identity in _identities(svc)} != set(by_identity):
+        return False  # a live prober has not logged a round yet
+    latest: list[dict[str, Any]] = []
+    for rounds in by_identity.values():
         if len(rounds) < 3:
             return False
         if len({r["shardIds"] for r in rounds[-2:]}) != 1:
@@ -264,3 +285,43 @@ def test_replicas_share_the_probing_and_survive_one_killed(make_service, meta: C
     print(f"shards settled and every cluster probed again {time.monotonic() - stopped_at:.1f} s after the stop")
     offsets = [len(svc.log()) for svc in services]
     eventually(lambda: _each_cluster_probed_by_one(services, offsets, ids), timeout=60)
+
+
+@pytest.mark.timeout(480)
+def test_prober_processes_of_one_replica_share_the_probing_and_one_killed_is_restarted(
+    make_service, meta: Cluster, target1: Cluster
+) -> None:
+    namespace = unique("krm-procs")
+    # Three probers in all: two processes of the first service (PROBE_PROCESSES=2), one of the second.
+    services = [make_service(namespace=namespace, env={**SHARDED, "PROBE_PROCESSES": "2"}),
+                make_service(namespace=namespace, env=SHARDED)]  # fmt: skip
+    ids = [unique(f"p{i}") for i in range(12)]
+    for cluster_id in ids:
+        answer = services[0].api("POST", "/api/cluster/add", json={"id": cluster_id, "kubeconfig": kubeconfig_text(
+            target1)})  # fmt: skip
+        assert answer["status"] == 200, answer
+    eventually(lambda: len(_identities(services[0])) == 2, timeout=60)
+    eventually(lambda: _settled(meta, namespace, services), timeout=60)
+    held = _settled(meta, namespace, services)
+    assert len(held) == 3 and all(len(shards) == SHARDS // 3 for shards in held.values()), held
+    offsets = [len(svc.log()) for svc in services]
+    eventually(lambda: _each_cluster_probed_by_one(services, offsets, ids), timeout=60)
+
+    # SIGKILL one of the two: the other probers take its shards; its supervisor starts it again, and
+    # the new process gets its share back.
+    first, second = _identities(services[0])
+    os.kill(int(first.split("_")[-2]), signal.SIGKILL)
+    killed = dt.datetime.now(dt.UTC)
+    eventually(lambda: _all_probed_after(meta, namespace, ids, killed), timeout=60, interval=0.5)
+    eventually(lambda: len(_identities(services[0])) == 2 and first not in _identities(services[0]), timeout=60)
+    assert second in _identities(services[0])  # the other process of that replica was not touched
+    eventually(lambda: len(_settled(meta, namespace, services)) == 3, timeout=60)
+    offsets = [len(svc.log()) for svc in services]
+    eventually(lambda: _each_cluster_probed_by_one(services, offsets, ids), timeout=60)
+
+    # A graceful stop of that service ends both its probers, which hand their shards over.
+    leaving = services.pop(0)
+    leaving.stop()
+    assert not _identities(leaving)
+    eventually(lambda: _settled(meta, namespace, services), timeout=60)
+    assert len(_settled(meta, namespace, services)) == 1

@@ -337,3 +337,13 @@ def test_probe_shards_default_and_bounds() -> None:
     for value in ("0", "-3", "257", "four", "1.5"):
         with pytest.raises(SettingsError, match="PROBE_SHARDS"):
             Settings.from_env({"PROBE_SHARDS": value})
+
+
+def test_probe_processes_default_and_bounds() -> None:
+    assert Settings.from_env({}).probe_processes == 1
+    assert Settings.from_env({"PROBE_PROCESSES": "2"}).probe_processes == 2
+    assert Settings.from_env({"PROBE_PROCESSES": "16"}).probe_processes == 16  # one shard each
+    for env in ({"PROBE_PROCESSES": "0"}, {"PROBE_PROCESSES": "two"}, {"PROBE_PROCESSES": "17"},
+                {"PROBE_PROCESSES": "3", "PROBE_SHARDS": "2"}):  # fmt: skip
+        with pytest.raises(SettingsError, match="PROBE_PROCESSES"):
+            Settings.from_env(env)

@@ -1,8 +1,9 @@
-"""A metadata-only informer: LIST then WATCH of labelled objects, kept in memory, resumed on failure.
+"""Informers: LIST then WATCH of labelled objects, kept in memory, resumed on failure.
 
 Each process keeps its own copy, fed by the metadata cluster; the Secrets stay the only truth, so
-workers and replicas converge within the watch latency. Only metadata is held (annotations, labels,
-resourceVersion, uid): kubeconfigs are fetched when a cluster is actually used.
+workers and replicas converge within the watch latency. ``MetadataInformer`` (the workers) holds only
+metadata (annotations, labels, resourceVersion, uid): kubeconfigs are fetched when a cluster is
+actually used. ``Informer`` holds whole objects (the prober, which needs every kubeconfig each round).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ def _rv(meta: dict[str, Any]) -> int:
         return 0
 
 
-class MetadataInformer(BackgroundLoop):
-    """The metadata of every object matching a label selector under ``path``, kept current."""
+class Informer(BackgroundLoop):
+    """Every object matching a label selector under ``path``, kept current (``managedFields`` dropped).
+
+    What is stored of an object is ``keep(object)``; subclasses choose (``MetadataInformer``: its metadata).
+    """
 
     thread_name = "informer"
+    list_accept = "application/json"
+    watch_accept = "application/json"
 
     def __init__(
         self,
@@ -73,35 +79,52 @@ class MetadataInformer(BackgroundLoop):
         """Wait until the first LIST has been loaded."""
         return self._healthy.wait(timeout)
 
+    def keep(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """What is stored of a listed or watched object: the object, without its ``managedFields``."""
+        (obj.get("metadata") or {}).pop("managedFields", None)  # never read, and most of an object's metadata
+        return obj
+
+    def metadata(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """The metadata of a stored object."""
+        return stored.get("metadata") or {}
+
     def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
-        """(generation, metadata of every object sorted by name)."""
+        """(generation, every stored object sorted by name)."""
         with self._lock:
             if self._sorted[0] != self.generation:
                 self._sorted = (self.generation, sorted(self._items))
             return self.generation, [self._items[name] for name in self._sorted[1]]
 
+    def items(self) -> dict[str, dict[str, Any]]:
+        """The stored objects by name: a copy of the index (the objects are shared: read them, never change them)."""
+        with self._lock:
+            return dict(self._items)
+
     def get(self, name: str) -> dict[str, Any] | None:
-        """The metadata of one object, if present."""
+        """One stored object, if present."""
         with self._lock:
             return self._items.get(name)
 
-    def upsert(self, meta: dict[str, Any]) -> None:
-        """Store an object's metadata (a watch event, or this process's own write) unless the copy is newer.
+    def upsert(self, stored: dict[str, Any]) -> None:
+        """Store an object (as ``keep`` gives it: a watch event, or this process's own write) unless the
+        copy is newer.
 
         Revisions order the two sources: a late event never undoes a newer write or delete of ours.
         """
+        meta = self.metadata(stored)
         name = meta.get("name")
         if not name:
             return
-        meta.pop("managedFields", None)  # never read, and most of an object's metadata
+        meta.pop("managedFields", None)
+        revision = _rv(meta)
         with self._lock:
             current = self._items.get(name)
-            if current is not None and _rv(current) >= _rv(meta) > 0:
+            if current is not None and _rv(self.metadata(current)) >= revision > 0:
                 return
-            if _rv(meta) and self._deleted.get(name, 0) >= _rv(meta):
+            if revision and self._deleted.get(name, 0) >= revision:
                 return
             self._deleted.pop(name, None)
-            self._items[name] = meta
+            self._items[name] = stored
             self.generation += 1
 
     def remove(self, name: str, revision: int = 0) -> None:
@@ -142,16 +165,16 @@ class MetadataInformer(BackgroundLoop):
             delay = min(delay * 2, self.max_backoff)
 
     def _list(self) -> str:
-        """Replace the copy with a fresh metadata-only LIST; return its revision."""
+        """Replace the copy with a fresh LIST; return its revision."""
         listing = self._client().request(
-            "GET", self.path, query={"labelSelector": self.selector}, accept=kube.ACCEPT_METADATA_LIST
+            "GET", self.path, query={"labelSelector": self.selector}, accept=self.list_accept
         )
         items = {}
         for obj in listing.get("items") or []:
-            meta = obj.get("metadata") or {}
-            if meta.get("name"):
-                meta.pop("managedFields", None)
-                items[meta["name"]] = meta
+            stored = self.keep(obj)
+            name = self.metadata(stored).get("name")
+            if name:
+                items[name] = stored
         # Built aside and swapped in at once: readers keep the old copy while the LIST runs.
         with self._lock:
             self._items = items
@@ -172,7 +195,7 @@ class MetadataInformer(BackgroundLoop):
         }
         # The read timeout is the longest silence we accept: the server ends the watch (or sends a
         # bookmark) well before it, so hitting it means the metadata cluster stopped answering.
-        events = self._client().watch(self.path, query, ACCEPT_METADATA, read_timeout=self.watch_seconds + 30)
+        events = self._client().watch(self.path, query, self.watch_accept, read_timeout=self.watch_seconds + 30)
         self._healthy.set()
         try:
             for event in events:
@@ -182,11 +205,12 @@ class MetadataInformer(BackgroundLoop):
                     if obj.get("code") == 410:
                         raise _Expired()
                     raise kube.Unhealthy(f"watch error: {str(obj.get('message', ''))[:200]}")
-                meta = obj.get("metadata") or {}
+                obj = self.keep(obj)  # a BOOKMARK too: its metadata carries the revision
+                meta = self.metadata(obj)
                 if meta.get("resourceVersion"):
                     revision = str(meta["resourceVersion"])
                 if kind in ("ADDED", "MODIFIED"):
-                    self.upsert(meta)
+                    self.upsert(obj)
                 elif kind == "DELETED":
                     with self._lock:
                         if self._items.pop(meta.get("name", ""), None) is not None:
@@ -196,6 +220,23 @@ class MetadataInformer(BackgroundLoop):
             # (``healthy``) ask the API; the list keeps serving it (``usable``) unless renewal fails.
             self._healthy.clear()
         return revision
+
+
+class MetadataInformer(Informer):
+    """The metadata of every object matching a label selector under ``path``, kept current."""
+
+    list_accept = kube.ACCEPT_METADATA_LIST
+    watch_accept = ACCEPT_METADATA
+
+    def keep(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Only the metadata."""
+        meta = obj.get("metadata") or {}
+        meta.pop("managedFields", None)
+        return meta
+
+    def metadata(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """A stored object is its metadata."""
+        return stored
 
 
 class _Expired(Exception):

@@ -1,7 +1,9 @@
 """Live health of every registered cluster, probed off the request path, each cluster by one replica.
 
 Each replica's prober owns a share of the clusters (``utils.leader.Ownership``: the shards it holds,
-see ``utils.shards``). Each round it lists the cluster Secrets, probes the ones it owns that are due
+see ``utils.shards``). Each round it takes the cluster Secrets from its watch-fed copy (``SecretInformer``:
+one LIST at start and after a watch expiry, then only the changes; a LIST of every Secret when the copy
+is not usable), probes the ones it owns that are due
 with bounded concurrency and a per-probe timeout, and writes what changed back into the Secrets'
 annotations, where every worker and replica reads it (through its informer). A status flips
 only after ``failure_threshold`` (or ``success_threshold``) consistent results, and a dead cluster is
@@ -40,6 +42,7 @@ from typing import Any
 
 from config.constants import (
     COUNT_KEYS,
+    KUBECONFIG_KEY,
     REASON_CREDENTIALS_EXPIRED,
     REASON_HEALTHY,
     REASON_IDENTITY_UNKNOWN,
@@ -49,6 +52,7 @@ from config.constants import (
 from controllers.cluster.statistics import count_annotations
 from utils import kube, logs, metrics
 from utils.background import BackgroundLoop
+from utils.informer import Informer
 from utils.kubeconfig import KubeconfigPolicy, KubeconfigRejected, credential_expiry, parse_kubeconfig
 from utils.leader import Ownership
 
@@ -252,6 +256,22 @@ def _cluster_step_failed(name: str, step: str, exc: Exception) -> None:
     logs.error({"clusterId": name, "error": f"{type(exc).__name__}: {exc}"}, f"prober could not {step}")
 
 
+class SecretInformer(Informer):
+    """The cluster Secrets as the prober reads them: name, uid, revision, annotations and the kubeconfig.
+
+    The rest of a Secret (labels, other data keys, ``managedFields``) is dropped: 10,000 are held.
+    """
+
+    thread_name = "prober-informer"
+
+    def keep(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The parts of a Secret the prober reads."""
+        meta = obj.get("metadata") or {}
+        kept = {key: meta[key] for key in ("name", "uid", "resourceVersion", "annotations") if key in meta}
+        data = obj.get("data") or {}
+        return {"metadata": kept, "data": {KUBECONFIG_KEY: data[KUBECONFIG_KEY]} if KUBECONFIG_KEY in data else {}}
+
+
 class ClusterProber(BackgroundLoop):
     """Runs probe rounds over the clusters this process owns; see the module docstring."""
 
@@ -266,11 +286,13 @@ class ClusterProber(BackgroundLoop):
         policy: KubeconfigPolicy,
         settings: ProbeSettings,
         on_result: Callable[[str, ProbeResult, str], None] | None = None,
+        informer: Informer | None = None,
     ) -> None:
         """Configure; nothing runs until ``start``.
 
         ``ownership``: which clusters are this process's (a ``ShardOwnership``, or a ``LeaderElector``
-        whose leader owns them all).
+        whose leader owns them all). ``informer``: the cluster Secrets' watch-fed copy (a
+        ``SecretInformer``), started and stopped with the prober; without one every round LISTs them.
         """
         super().__init__()
         self._metadata = metadata
@@ -280,6 +302,7 @@ class ClusterProber(BackgroundLoop):
         self.policy = policy
         self.settings = settings
         self.on_result = on_result
+        self.informer = informer
         self._states: dict[str, ProbeState] = {}
         self._tenures: dict[str, int] = {}  # the ownership tenure each state was learnt under
         self._pool: ThreadPoolExecutor | None = None
@@ -290,9 +313,17 @@ class ClusterProber(BackgroundLoop):
         self.last_round_seconds = 0.0
         self.progress_at = time.monotonic()  # last round start/end or finished probe (see making_progress)
 
+    def start(self) -> None:
+        """Start the informer, then the rounds."""
+        if self.informer is not None:
+            self.informer.start()
+        super().start()
+
     def stop(self) -> None:
         """Stop after the current round and close every client."""
         super().stop()
+        if self.informer is not None:
+            self.informer.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._drop_states()
@@ -334,9 +365,7 @@ class ClusterProber(BackgroundLoop):
         """Probe every cluster this process owns that is due; return how many were probed."""
         started = time.monotonic()
         shards = self.ownership.shards
-        client = self._metadata()
-        listing = client.request("GET", kube.secret_path(self.namespace), query={"labelSelector": self.selector})
-        listed = {s["metadata"]["name"]: s for s in listing.get("items") or [] if s.get("metadata", {}).get("name")}
+        listed = self._cluster_secrets()
         tenures = {name: tenure for name in listed if (tenure := self.ownership.tenure(name))}
         secrets = {name: listed[name] for name in tenures}
         for name in list(self._states):
@@ -370,10 +399,21 @@ class ClusterProber(BackgroundLoop):
         self.rounds += 1
         self.progress_at = time.monotonic()
         self.last_round_seconds = time.monotonic() - started
-        logs.debug({"clusters": len(listed), "owned": len(secrets), "probed": len(due), "shards": len(shards),
-                    "shardIds": ",".join(map(str, shards)), "seconds": round(self.last_round_seconds, 3)},
+        logs.debug({"identity": self.ownership.identity, "clusters": len(listed), "owned": len(secrets),
+                    "probed": len(due), "shards": len(shards), "shardIds": ",".join(map(str, shards)),
+                    "seconds": round(self.last_round_seconds, 3)},
                    "probe round done")  # fmt: skip
         return len(due)
+
+    def _cluster_secrets(self) -> dict[str, dict[str, Any]]:
+        """Every cluster Secret by name: the informer's copy while it is usable (waited for up to a probe
+        timeout, e.g. at start), else one LIST (which fails, skipping the round, if the cluster is down)."""
+        informer = self.informer
+        if informer is not None and (informer.usable or informer.wait_healthy(self.settings.timeout)):
+            return informer.items()
+        listing = self._metadata().request("GET", kube.secret_path(self.namespace),
+                                           query={"labelSelector": self.selector})  # fmt: skip
+        return {s["metadata"]["name"]: s for s in listing.get("items") or [] if s.get("metadata", {}).get("name")}
 
     def _state_for(self, name: str, secret: dict[str, Any]) -> ProbeState:
         """The remembered state, rebuilt when the Secret or its kubeconfig changed."""
