@@ -209,20 +209,48 @@ def _is_prober(pid: str) -> bool:
     return "controllers.prober_process" in _cmdline(pid)
 
 
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU seconds a process has used so far (0.0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def prober_cpu_seconds(services: list[Service]) -> list[float]:
-    """Per replica: user + system CPU seconds its prober process has used so far (0.0 if not found)."""
+    """Per replica: user + system CPU seconds its prober processes have used so far (0.0 if not found)."""
     out = []
     for svc in services:
         pids = [pid for pid in worker_rss_mib(svc.process.pid) if _is_prober(pid)] if svc.process is not None else []
-        total = 0.0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-        out.append(round(total, 2))
+        out.append(round(sum(cpu_seconds(pid) for pid in pids), 2))
     return out
+
+
+def machine_cpu_seconds(services: list[Service], plane: ControlPlane, clusters: dict[str, Cluster]) -> dict[str, float]:
+    """CPU seconds used so far by each part on the machine: the replicas' probers and workers, etcd, and
+    each API server (``clusters``: name -> cluster), to tell whose work a phase was."""
+    probers = workers = 0.0
+    for svc in services:
+        if svc.process is None:
+            continue
+        for pid in worker_rss_mib(svc.process.pid):
+            if _is_prober(pid):
+                probers += cpu_seconds(pid)
+            else:
+                workers += cpu_seconds(pid)
+    out = {"probers": probers, "workers": workers}
+    if plane.etcd is not None and plane.etcd.popen is not None:
+        out["etcd"] = cpu_seconds(plane.etcd.popen.pid)
+    for name, cluster in clusters.items():
+        if cluster.process.popen is not None:
+            out[f"apiserver_{name}"] = cpu_seconds(cluster.process.popen.pid)
+    return out
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float], per: float = 1.0) -> dict[str, float]:
+    """CPU seconds of each part between two ``machine_cpu_seconds`` readings, divided by ``per``."""
+    return {name: round((after[name] - before.get(name, 0.0)) / max(per, 1.0), 2) for name in after}
 
 
 def worker_rss_mib(master_pid: int) -> dict[str, float]:
@@ -453,6 +481,8 @@ def main() -> int:
         # The first round starts as soon as the prober holds its shards (right after start-up) and probes
         # every cluster: list samples taken until it is logged as done are "during a round".
         writes_before = secret_patches(meta)
+        parts = {"meta": meta, "t1": t1, "t2": t2}
+        machine_before = machine_cpu_seconds(replicas, plane, parts)
         during: list[float] = []
         during_get: list[float] = []
         # The first round writes every cluster's Secret (all are new): give it time in proportion.
@@ -463,6 +493,7 @@ def main() -> int:
             during_get += timed(svc_get, 5)
         first_done_writes = secret_patches(meta)
         cpu_at_first_done = prober_cpu_seconds(replicas)
+        machine_first_done = machine_cpu_seconds(replicas, plane, parts)
         # Steady rounds: each replica's next rounds, with the list and get measured meanwhile.
         steady_list: list[float] = []
         steady_get: list[float] = []
@@ -474,6 +505,7 @@ def main() -> int:
             steady_get += timed(svc_get, 5)
             steady_unparsed += timed(svc_list_unparsed, 2)
         cpu_after_steady = prober_cpu_seconds(replicas)
+        machine_after_steady = machine_cpu_seconds(replicas, plane, parts)
         between = timed(svc_list, 100)
         by_replica = replica_rounds()
         per_replica = [lines for _, lines in by_replica]  # per prober process, in replica order
@@ -506,6 +538,10 @@ def main() -> int:
             "prober_cpu_seconds_per_steady_round": [
                 round((after - before) / max(steady, 1), 2)
                 for before, after, steady in zip(cpu_at_first_done, cpu_after_steady, replica_steady, strict=True)],
+            # Whose CPU the first round (until every prober logged one) and a steady round were, on this machine.
+            "machine_cpu_seconds_first_round": cpu_between(machine_before, machine_first_done),
+            "machine_cpu_seconds_per_steady_round": cpu_between(machine_first_done, machine_after_steady,
+                                                                steady_rounds / probers),
             "list_during_first_round": percentiles(during),
             "get_during_first_round": percentiles(during_get),
             "list_during_steady_rounds": percentiles(steady_list),
