@@ -468,35 +468,6 @@ def test_a_new_leader_reads_recorded_counts_as_fresh_only_when_they_are() -> Non
         assert _recorded_at(value, now) is None
 
 
-def test_a_restarted_prober_writes_only_what_changed_or_a_due_heartbeat(
-    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
-) -> None:
-    """A new process (a restart, a moved shard) reads lastProbeTime: unchanged results are not rewritten."""
-    _register(meta, registry_namespace, "steady", kubeconfig_text(target1))
-    settings = ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600)
-    assert round_prober(settings).run_round() == 1
-    assert _annotations(meta, registry_namespace, "steady")["reason"] == "Healthy"
-
-    def methods_of_a_round(prober: ClusterProber) -> list[str]:
-        """The requests a round sends to the metadata cluster (the real one, seen on the way)."""
-        sent: list[str] = []
-        real = prober._metadata()
-
-        class Seen:
-            def request(self, method: str, path: str, **kwargs: Any) -> Any:
-                sent.append(method)
-                return real.request(method, path, **kwargs)
-
-        prober._metadata = lambda: Seen()  # type: ignore[assignment,return-value]
-        assert prober.run_round() == 1
-        return sent
-
-    # Same health, counted and probed within the heartbeat: the round lists the Secrets and writes nothing.
-    assert methods_of_a_round(round_prober(settings)) == ["GET"]
-    # A heartbeat that is due (recorded longer ago than the heartbeat) is written by the new process.
-    assert methods_of_a_round(round_prober(dataclasses.replace(settings, heartbeat=1e-9))) == ["GET", "PATCH"]
-
-
 def _seen_requests(prober: ClusterProber) -> list[tuple[str, str]]:
     """From now on, the (method, path) of every request the prober sends to the metadata cluster."""
     sent: list[tuple[str, str]] = []
@@ -509,6 +480,27 @@ def _seen_requests(prober: ClusterProber) -> list[tuple[str, str]]:
 
     prober._metadata = lambda: Seen()  # type: ignore[assignment,return-value]
     return sent
+
+
+def test_a_restarted_prober_writes_only_what_changed_or_a_due_heartbeat(
+    meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """A new process (a restart, a moved shard) reads lastProbeTime: unchanged results are not rewritten."""
+    _register(meta, registry_namespace, "steady", kubeconfig_text(target1))
+    settings = ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600)
+    assert round_prober(settings).run_round() == 1
+    assert _annotations(meta, registry_namespace, "steady")["reason"] == "Healthy"
+
+    def methods_of_a_round(prober: ClusterProber) -> list[str]:
+        """The requests a round sends to the metadata cluster (the real one, seen on the way)."""
+        sent = _seen_requests(prober)
+        assert prober.run_round() == 1
+        return [method for method, _ in sent]
+
+    # Same health, counted and probed within the heartbeat: the round lists the Secrets and writes nothing.
+    assert methods_of_a_round(round_prober(settings)) == ["GET"]
+    # A heartbeat that is due (recorded longer ago than the heartbeat) is written by the new process.
+    assert methods_of_a_round(round_prober(dataclasses.replace(settings, heartbeat=1e-9))) == ["GET", "PATCH"]
 
 
 def test_rounds_read_the_watched_copy_and_see_added_changed_and_deleted_clusters(
