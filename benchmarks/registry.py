@@ -600,8 +600,9 @@ def main() -> int:
             replica.stop()
 
         # A restart of every replica: the Secrets now hold each cluster's health and a recent count, so the
-        # first round makes a new connection and a full probe per cluster but counts none and writes only
-        # what changed (what a rolling update or a crash costs, unlike the first round of new clusters).
+        # first round makes a new connection per cluster and asks a healthy one /readyz only (its record
+        # was kept current), counts none and writes only what changed (what a rolling update or a crash
+        # costs, unlike the first round of new clusters).
         print("restarting the replicas ...", flush=True)
         writes_before = secret_patches(meta)
         restarted = time.monotonic()

@@ -25,6 +25,7 @@ from controllers.cluster.prober import (
     advance,
     backoff_seconds,
     count_cap,
+    recorded_health,
 )
 from controlplane.harness import Blackhole, Cluster, HostRoutingProxy
 from tests.conftest import kubeconfig_text
@@ -291,7 +292,8 @@ def test_the_counting_cap_is_the_batch_or_twice_the_steady_need() -> None:
 def test_a_burst_of_uncounted_clusters_is_counted_over_rounds_never_counted_first(
     meta: Cluster, target1: Cluster, registry_namespace: str, round_prober: Callable[..., ClusterProber]
 ) -> None:
-    """Five clusters never counted and a cap of two a round: every round probes all five, counts two."""
+    """Five clusters never counted and a cap of two a round: every round probes all five, counts two,
+    but the first: its five new connections take the cap (health first)."""
     names = [f"burst-{i}" for i in range(5)]
     for name in names:
         _register(meta, registry_namespace, name, kubeconfig_text(target1))
@@ -299,12 +301,12 @@ def test_a_burst_of_uncounted_clusters_is_counted_over_rounds_never_counted_firs
     prober = round_prober(ProbeSettings(timeout=5, refresh=3600, count_interval=3600, heartbeat=3600,
                                         interval=1, count_batch=2))  # fmt: skip
     counted_after: list[int] = []
-    for _ in range(3):
+    for _ in range(4):
         assert prober.run_round() == 5  # health is never held back
         annotations = {name: _annotations(meta, registry_namespace, name) for name in names}
         assert all(a["reason"] == "Healthy" for a in annotations.values()), annotations
         counted_after.append(sum(1 for a in annotations.values() if a.get("countedAt")))
-    assert counted_after == [2, 4, 5]
+    assert counted_after == [0, 2, 4, 5]
     # Each count is kept: a counted cluster is not counted again before its interval.
     assert all(prober._states[name].counted_at is not None for name in names)
     # Their kept clients are rebuilt after a share of the refresh period drawn per client, so clusters
@@ -391,6 +393,59 @@ def test_a_refresh_checks_the_address_and_keeps_the_connection_only_while_it_is_
     assert len(proxy.routed) == 7 and state.client is None
     recorded = _annotations(meta, registry_namespace, "proxied")
     assert recorded["reason"] == "Unreachable" and "127.0.0.2" not in recorded["message"], recorded
+
+
+def test_a_new_process_asks_readyz_only_of_a_cluster_recorded_healthy_and_current(
+    meta: Cluster, proxy: HostRoutingProxy, registry_namespace: str, round_prober: Callable[..., ClusterProber]
+) -> None:
+    """A restart (or a shard taken over) after another process kept the record current: one request each."""
+    full = ["/version", "/readyz", "/api/v1/namespaces/kube-system"]
+    first = _proxied_prober(meta, registry_namespace, "recorded", proxy, round_prober)
+    assert first.run_round() == 1 and proxy.routed == full
+    recorded = _annotations(meta, registry_namespace, "recorded")
+    assert recorded["reason"] == "Healthy" and recorded["clusterUID"] and recorded["version"]
+    policy = KubeconfigPolicy.from_strings(host_aliases=[f"{PROXIED}=127.0.0.1"])
+    restarted = round_prober(PROXIED_SETTINGS, policy=policy)
+    sent = _seen_requests(restarted)
+    assert restarted.run_round() == 1
+    assert proxy.routed[3:] == ["/readyz"]  # on its own new connection, the credentials proven
+    state = restarted._states["recorded"]
+    assert state.client is not None and state.client is not first._states["recorded"].client
+    assert state.known is not None and (state.known.uid, state.known.version) == (recorded["clusterUID"],
+                                                                                recorded["version"])  # fmt: skip
+    assert [method for method, _ in sent] == ["GET"]  # the same health: nothing written
+    assert _annotations(meta, registry_namespace, "recorded")["lastProbeTime"] == recorded["lastProbeTime"]
+    assert 0.0 <= state.refresh_share <= 1.0
+    # Its first full probe comes within one refresh period, on the kept connection.
+    restarted.settings = dataclasses.replace(PROXIED_SETTINGS, refresh=1e-9)
+    assert restarted.run_round() == 1 and proxy.routed[4:] == full
+    # A record older than heartbeat + 2 intervals (here: any age) was not kept current: a full probe.
+    stale = round_prober(dataclasses.replace(PROXIED_SETTINGS, heartbeat=0.0, interval=0.0), policy=policy)
+    assert stale.run_round() == 1 and proxy.routed[7:] == full
+
+
+def test_a_record_stands_in_for_the_full_probe_only_when_healthy_complete_and_current() -> None:
+    settings = ProbeSettings(interval=30, heartbeat=60)
+    now = time.monotonic()
+
+    def ago(seconds: float) -> str:
+        return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    healthy = {"status": "Active", "reason": "Healthy", "version": "v1.36.3", "clusterUID": "uid-1",
+               "message": "", "lastProbeTime": ago(100)}  # fmt: skip
+    result = recorded_health(healthy, now, settings)
+    assert result is not None and (result.reason, result.version, result.uid) == ("Healthy", "v1.36.3", "uid-1")
+    # The Go version's names of status and version are read as well.
+    go_names = {"clusterStatus": "Active", "reason": "Healthy", "clusterVersion": "v1.30.0", "clusterUID": "u",
+                "lastProbeTime": ago(5)}  # fmt: skip
+    assert (recorded_health(go_names, now, settings) or ProbeResult("")).version == "v1.30.0"
+    unknown = {**healthy, "reason": "IdentityUnknown", "clusterUID": "", "message": "may not read kube-system"}
+    result = recorded_health(unknown, now, settings)
+    assert result is not None and result.reason == "IdentityUnknown" and result.message == unknown["message"]
+    for change in ({"lastProbeTime": ago(121)}, {"lastProbeTime": ""}, {"lastProbeTime": "yesterday"},
+                   {"status": "InActive"}, {"reason": "Unreachable"}, {"reason": ""}, {"version": ""},
+                   {"clusterUID": ""}):  # fmt: skip
+        assert recorded_health({**healthy, **change}, now, settings) is None, change
 
 
 def test_a_kept_connection_is_replaced_once_the_certificate_it_was_verified_with_expires(

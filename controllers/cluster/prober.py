@@ -9,21 +9,23 @@ annotations, where every worker and replica reads it (through its informer). A s
 only after ``failure_threshold`` (or ``success_threshold``) consistent results, and a dead cluster is
 probed less and less often (exponential backoff up to ``max_backoff``).
 
-What a probe costs decides how many clusters one process can watch (10,000 at a 30 s interval on two
-cores is the target). So a healthy cluster keeps its client, and with it one open connection, between
-rounds: a steady probe is one ``GET /readyz`` on that connection, no TLS handshake, no resolution.
-The full probe (resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs the
-first time, after any failure, after the kubeconfig changed and every half to whole ``refresh``
-seconds (a renamed address, a changed policy, an upgraded version, revoked read rights are seen then):
-on the kept connection while the checked address is the same, on a new one when it is not. A new
-connection, whose TLS handshake verifies the server's certificate again, is also made every half to
-whole ``reconnect`` seconds and as soon as the certificate the kept one was verified with expires.
-Each share is drawn per cluster, so that clusters probed first together are not all refreshed or
-reconnected in one round. Credentials are still proven every round: the API server answers a request
-carrying rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
-``count_interval``, not every round. A cluster whose last probe failed gets ``retry_timeout`` instead
-of ``timeout``, so hanging clusters hold a slot briefly, and results are written by the probing
-thread itself, so the first round's writes (every cluster new) run in parallel too.
+What a probe costs decides how many clusters one process can watch (10,000 at a 30 s interval on two cores
+is the target). So a healthy cluster keeps its client, and with it one open connection, between rounds: a
+steady probe is one ``GET /readyz`` on that connection, no TLS handshake, no resolution. The full probe
+(resolve and check the address, ``/version``, ``/readyz``, ``kube-system``) runs the first time (unless
+the Secret records a healthy result kept current by a live prober or the registration: then only the
+address check and ``/readyz``, see ``recorded_health``), after any failure, after the kubeconfig changed
+and every half to whole ``refresh`` seconds (a renamed address, a changed policy, an upgraded version,
+revoked read rights are seen then): on the kept connection while the checked address is the same, on a new
+one when it is not. A new connection, whose TLS handshake verifies the server's certificate again, is also
+made every half to whole ``reconnect`` seconds and as soon as the certificate the kept one was verified
+with expires. Each share is drawn per cluster, so that clusters probed first together are not all
+refreshed or reconnected in one round. Credentials are still proven every round: the API server answers a
+request carrying rejected credentials with 401, on ``/readyz`` too. Counting (five small LISTs) runs every
+``count_interval``, not every round, and yields to new connections (``run_round``). A cluster whose last
+probe failed gets ``retry_timeout`` instead of ``timeout``, so hanging clusters hold a slot briefly, and
+results are written by the probing thread itself, so the first round's writes (every cluster new) run in
+parallel too.
 """
 
 from __future__ import annotations
@@ -158,6 +160,9 @@ class ProbeState:
     # failure): decoding its certificates again cost 14% of the prober's time at 10,000 clusters.
     ssl_context: ssl.SSLContext | None = None
     known: ProbeResult | None = None  # that full probe's healthy result
+    # The healthy result the Secret recorded from a recent probe (another process's, or the registration's),
+    # for this process's first probe: it asks /readyz only on its new connection (see recorded_health).
+    recorded: ProbeResult | None = None
     counted_at: float | None = None  # last count (monotonic); None: never
 
     def close_client(self) -> None:
@@ -244,6 +249,32 @@ def _recorded_at(recorded: str, now: float) -> float | None:
         return None
     age = (dt.datetime.now(dt.UTC) - taken).total_seconds()
     return now - age if age >= 0 else None
+
+
+def recorded_health(annotations: dict[str, str], now: float, settings: ProbeSettings) -> ProbeResult | None:
+    """The healthy result a cluster's Secret records, if a live prober (or the registration) kept it current.
+
+    A process that starts, or takes a shard over, finds each cluster's last result in its Secret. When
+    that says Active and healthy, with a version and (unless the identity is unknown) the cluster's UID,
+    and was written within ``heartbeat + 2 x interval`` (so it was kept current: an unchanged result is
+    rewritten every heartbeat), the new process's first probe asks ``/readyz`` only, on its new
+    connection (the credentials and readiness proven as in every round), and takes version and identity
+    from the record until its first full probe, drawn within one ``refresh`` period. A restart of 10,000
+    healthy clusters then costs one request per cluster instead of three. Anything else (no record, an
+    old one, a failure) gets the full probe at once.
+    """
+    status = annotations.get("status") or annotations.get("clusterStatus") or ""
+    reason = annotations.get("reason", "")
+    version = annotations.get("version") or annotations.get("clusterVersion") or ""
+    uid = annotations.get("clusterUID", "") if reason == REASON_HEALTHY else ""
+    if status != STATUS_ACTIVE or not version or reason not in (REASON_HEALTHY, REASON_IDENTITY_UNKNOWN):
+        return None
+    if reason == REASON_HEALTHY and not uid:
+        return None  # registered before identities were recorded: the full probe reads it
+    probed = _recorded_at(annotations.get("lastProbeTime", ""), now)
+    if probed is None or now - probed > settings.heartbeat + 2 * settings.interval:
+        return None
+    return ProbeResult(reason, annotations.get("message", ""), version, uid)
 
 
 def _certificate_expired(client: kube.KubeClient) -> bool:
@@ -385,12 +416,15 @@ class ClusterProber(BackgroundLoop):
                 continue
             if state.next_at <= now:
                 due.append((name, secret, state))
-        # Counting is capped per round (count_cap), never-counted clusters first, then the longest due.
+        # Counting is capped per round (count_cap), never-counted clusters first, then the longest due, and
+        # yields to health: each cluster this round connects to anew takes one count off the cap, so a
+        # round of thousands of new connections (a first start, a restart, shards taken over) counts none.
         counting: set[str] = set()
         if self.settings.count:
             wanting = [(name, state) for name, _, state in due if count_due(state, now, self.settings)]
             wanting.sort(key=lambda i: -math.inf if i[1].counted_at is None else i[1].counted_at)
-            counting = {name for name, _ in wanting[: count_cap(len(secrets), self.settings)]}
+            connecting = sum(1 for _, _, state in due if state.client is None)
+            counting = {name for name, _ in wanting[: max(count_cap(len(secrets), self.settings) - connecting, 0)]}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="probe")
         work = lambda i: self._probe_and_record(i[0], i[1], i[2], tenures[i[0]], i[0] in counting)  # noqa: E731
@@ -437,6 +471,7 @@ class ClusterProber(BackgroundLoop):
             # again one heartbeat after that, not at once (a restart rewrote every Secret before).
             written_at=_recorded_at(annotations.get("lastProbeTime", ""), now) or 0.0,
             counted_at=_recorded_at(annotations.get("countedAt", ""), now),
+            recorded=recorded_health(annotations, now, self.settings) if state is None else None,
         )
         try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
             state.kubeconfig = parse_kubeconfig(text)
@@ -487,6 +522,7 @@ class ClusterProber(BackgroundLoop):
             return ProbeResult("BadKubeconfig", state.error)
         s = self.settings
         now = time.monotonic()
+        recorded, state.recorded = state.recorded, None  # used by this process's first probe only
         # One wall-clock budget for the whole probe (resolution, exec plugin, every call): a cluster
         # that drips bytes or a plugin that hangs never holds the round longer. A cluster that failed
         # last time gets the shorter retry budget: a hanging one holds its slot for that long only.
@@ -510,9 +546,13 @@ class ClusterProber(BackgroundLoop):
                     state.client, state.pinned, state.connected_at = client, pinned, now
                     state.ssl_context = client.ssl_context
                     state.reconnect_share = random.uniform(0.5, 1.0)  # noqa: S311
-                # The full probe (version, identity) on the kept connection or the new one.
-                state.known, state.refreshed_at = None, now
-                state.refresh_share = random.uniform(0.5, 1.0)  # noqa: S311
+                state.refreshed_at = now
+                if recorded is not None:
+                    # This process's first probe, of a cluster recorded healthy: /readyz on the new
+                    # connection; the full probes of a restart's clusters spread over one refresh period.
+                    state.known, state.refresh_share = recorded, random.uniform(0.0, 1.0)  # noqa: S311
+                else:  # the full probe (version, identity) on the kept connection or the new one
+                    state.known, state.refresh_share = None, random.uniform(0.5, 1.0)  # noqa: S311
             except KubeconfigRejected as exc:
                 state.close_client()
                 client, result = None, ProbeResult("BadKubeconfig", str(exc))
