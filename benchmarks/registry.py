@@ -605,6 +605,7 @@ def main() -> int:
         # costs, unlike the first round of new clusters).
         print("restarting the replicas ...", flush=True)
         writes_before = secret_patches(meta)
+        machine_before = machine_cpu_seconds([], plane, parts)  # the new replicas' processes start at 0
         restarted = time.monotonic()
         replicas = [Service(meta, root, namespace=namespace, env=env, workers=2).start() for _ in range(args.replicas)]
         services += replicas
@@ -614,8 +615,11 @@ def main() -> int:
             time.sleep(0.5)
         result["probe"]["after_restart"] = {
             "first_round_seconds": [float(lines[0]["seconds"]) for lines in rounds_by_prober()],
+            "first_round_owned": [int(lines[0]["owned"]) for lines in rounds_by_prober()],
             "start_to_first_round_done_s": round(time.monotonic() - restarted, 1),
             "metadata_secret_patches": secret_patches(meta) - writes_before,
+            # From the start (imports, the informer's LIST, the leases) to every prober's first round done.
+            "machine_cpu_seconds": cpu_between(machine_before, machine_cpu_seconds(replicas, plane, parts)),
         }
         print(f"after the restart: {result['probe']['after_restart']}", flush=True)
         for replica in replicas:

@@ -33,6 +33,7 @@ def build_prober(settings: Settings, metadata: MetadataCluster) -> tuple[Cluster
         settings.probe_shards,
         lease_seconds=settings.lease_duration,
         renew_seconds=settings.lease_renew_interval,
+        siblings=settings.probe_processes,  # started together by this replica's master: split at once
     )
     path, selector = kube.secret_path(settings.metadata_namespace), f"{settings.cluster_label}=true"
     informer = SecretInformer(lambda: metadata.client, path, selector, watch_seconds=settings.watch_timeout)

@@ -71,6 +71,28 @@ def test_one_replica_holds_every_shard_and_a_joining_one_gets_half(
     assert set(stored.values()) == {""}  # every shard handed back
 
 
+def test_processes_started_together_split_the_shards_at_once(lease_namespace: tuple[kube.KubeClient, str]) -> None:
+    """Siblings (PROBE_PROCESSES of one replica) share by their count from the start: no take-all, no handover."""
+    client, namespace = lease_namespace
+
+    def sibling() -> ShardOwnership:
+        return ShardOwnership(lambda: client, namespace, "probers", 4, lease_seconds=30, renew_seconds=0.2,
+                              siblings=2)  # fmt: skip
+
+    first, second = sibling(), sibling()
+    try:
+        first.start()
+        eventually(lambda: len(first.shards) == 2)  # half: the other half is left to its sibling
+        taken = first.shards
+        second.start()
+        eventually(lambda: len(second.shards) == 2, timeout=30)
+        assert not set(taken) & set(second.shards)
+        assert first.shards == taken  # nothing was handed over
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_a_dead_replicas_shards_are_taken_over_after_the_lease_duration(
     lease_namespace: tuple[kube.KubeClient, str],
 ) -> None:

@@ -64,6 +64,19 @@ def test_a_replica_short_of_the_floor_gets_shards_from_one_above_it() -> None:
     assert plan("c", holders, {"a", "b", "c"}) == ([], [5])
 
 
+def test_processes_started_together_share_by_their_count_before_they_see_each_other() -> None:
+    release, acquire = plan("a", [""] * 16, {"a"}, assumed=2)
+    assert release == [] and len(acquire) == 8  # not all 16: its sibling's membership is not seen yet
+    holders = ["a" if i in acquire else "" for i in range(16)]
+    rest = [i for i in range(16) if i not in acquire]
+    assert plan("a", holders, {"a", "b"}, assumed=2) == ([], [])  # nothing to hand over when b shows up
+    assert sorted(plan("b", holders, {"a", "b"}, assumed=2)[1]) == rest
+    assert plan("a", holders, {"a"}, assumed=2) == ([], [])  # b not seen yet: its share waits for it
+    assert sorted(plan("a", holders, {"a"}, overdue=set(rest), assumed=2)[1]) == rest  # b never came
+    # Fewer assumed than alive changes nothing.
+    assert plan("a", [""] * 16, {"a", "b", "c"}, assumed=2) == plan("a", [""] * 16, {"a", "b", "c"})
+
+
 def test_a_shard_free_for_a_lease_duration_is_taken_over_the_share() -> None:
     holders = ["a"] * 8 + [""] + ["b"] * 7
     assert plan("a", holders, {"a", "b"})[1] == []  # b is short: it takes it

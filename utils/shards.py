@@ -47,19 +47,21 @@ def preference(identity: str, shard: int) -> bytes:
     return hashlib.sha256(f"{identity}/{shard}".encode()).digest()
 
 
-def plan(me: str, holders: Sequence[str], members: Collection[str], overdue: Collection[int] = ()) -> tuple[
-        list[int], list[int]]:  # fmt: skip
+def plan(me: str, holders: Sequence[str], members: Collection[str], overdue: Collection[int] = (),
+         assumed: int = 1) -> tuple[list[int], list[int]]:  # fmt: skip
     """What ``me`` releases and tries to acquire, in order.
 
     ``holders[i]``: the live holder of shard ``i`` ("" when free); ``members``: the live replicas
     (``me`` counts whatever it says); ``overdue``: free shards that have stayed free for a lease
-    duration, taken even over the fair share. Settled, every replica holds ``floor`` or ``ceil`` of
-    shards / replicas: one over the ceiling releases what the others are short of it, one over the
-    floor what the others are short of the floor, and while another is short of the floor, one at
-    or above it leaves free shards to it. Nothing is freed that nobody would take.
+    duration, taken even over the fair share; ``assumed``: the fewest members to share by (the processes
+    started together with ``me``, before their memberships are seen). Settled, every replica holds
+    ``floor`` or ``ceil`` of shards / replicas: one over the ceiling releases what the others are short
+    of it, one over the floor what the others are short of the floor, and while another is short of the
+    floor, one at or above it leaves free shards to it. Nothing is freed that nobody would take.
     """
     alive = set(members) | {me}
-    cap, floor = fair_share(len(holders), len(alive)), len(holders) // len(alive)
+    sharing = max(len(alive), assumed)
+    cap, floor = fair_share(len(holders), sharing), len(holders) // sharing
     counts = Counter(h for h in holders if h)
     others = [counts[m] for m in alive if m != me]
     short_of_cap = sum(max(cap - n, 0) for n in others)
@@ -94,11 +96,16 @@ class ShardOwnership(Ownership):
         renew_seconds: float = 5.0,
         identity: str | None = None,
         healthy: Callable[[], bool] | None = None,
+        siblings: int = 1,
     ) -> None:
         """Configure; nothing runs until ``start``.
 
         ``healthy``: see ``Ownership``; while it says False this process releases its shards and its
-        membership, so the others take over.
+        membership, so the others take over. ``siblings``: how many members start together with this
+        one (``PROBE_PROCESSES``, this one included). For a lease duration after its first cycle this
+        one shares by at least that many, so processes started at once split the shards at once
+        instead of the first to cycle taking them all and handing them over later; the share of a
+        sibling that never shows up stays free and is taken as overdue after a lease duration.
         """
         super().__init__(client, namespace, lease_seconds, renew_seconds, identity, healthy)
         self.prefix = prefix
@@ -110,6 +117,8 @@ class ShardOwnership(Ownership):
                              lease_seconds, {LEASE_LABEL: "member"})  # fmt: skip
         self._others: dict[str, LeaseView] = {}  # other replicas' member Leases, by name
         self._free_since: dict[int, float] = {}
+        self.siblings = max(siblings, 1)
+        self._joined: float | None = None  # the first cycle (monotonic)
         self.members = 1  # live replicas at the last cycle (this one included)
 
     # Ownership --------------------------------------------------------------------------------------
@@ -202,7 +211,10 @@ class ShardOwnership(Ownership):
             else:
                 self._free_since.setdefault(i, now)
         overdue = {i for i, since in self._free_since.items() if now - since >= self.lease_seconds}
-        release, acquire = plan(self.identity, holders, members, overdue)
+        if self._joined is None:
+            self._joined = started
+        assumed = self.siblings if started - self._joined < self.lease_seconds else 1
+        release, acquire = plan(self.identity, holders, members, overdue, assumed)
         for i in release:  # no round records into it once this returns (see Lease.release)
             self._shards[i].release(self.renew_seconds)
         gained = False
