@@ -9,7 +9,8 @@ replica holds fewer releases the extras, which the one short of its share takes 
 shard is released only after the write under way into one of its clusters ends (``Lease.guard``). A
 dead replica's shards and member Lease expire after the lease duration and are taken by the others. A
 shard free for a whole lease duration is taken by anyone, over its share if need be, so no shard stays
-unheld while a replica is alive.
+unheld while a replica is alive. The processes one replica starts together (``PROBE_PROCESSES``) share by
+at least their count for their first lease duration, before they see each other's membership.
 
 All of it runs in one loop, every renew interval, on one LIST of the Leases and a write per Lease
 renewed or taken.
