@@ -613,9 +613,10 @@ def main() -> int:
         while not every_prober_done_a_round():
             assert time.monotonic() < deadline, "no probe round finished after the restart"
             time.sleep(0.5)
+        firsts = [lines[0] for lines in rounds_by_prober()]  # each prober's first round line (the logs read once)
         result["probe"]["after_restart"] = {
-            "first_round_seconds": [float(lines[0]["seconds"]) for lines in rounds_by_prober()],
-            "first_round_owned": [int(lines[0]["owned"]) for lines in rounds_by_prober()],
+            "first_round_seconds": [float(line["seconds"]) for line in firsts],
+            "first_round_owned": [int(line["owned"]) for line in firsts],
             "start_to_first_round_done_s": round(time.monotonic() - restarted, 1),
             "metadata_secret_patches": secret_patches(meta) - writes_before,
             # From the start (imports, the informer's LIST, the leases) to every prober's first round done.

@@ -431,21 +431,25 @@ def test_a_record_stands_in_for_the_full_probe_only_when_healthy_complete_and_cu
     def ago(seconds: float) -> str:
         return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    def from_record(annotations: dict[str, str], now: float, settings: ProbeSettings) -> ProbeResult | None:
+        """As the prober calls it: the record's lastProbeTime read on the monotonic clock first."""
+        return recorded_health(annotations, _recorded_at(annotations.get("lastProbeTime", ""), now), now, settings)
+
     healthy = {"status": "Active", "reason": "Healthy", "version": "v1.36.3", "clusterUID": "uid-1",
                "message": "", "lastProbeTime": ago(100)}  # fmt: skip
-    result = recorded_health(healthy, now, settings)
+    result = from_record(healthy, now, settings)
     assert result is not None and (result.reason, result.version, result.uid) == ("Healthy", "v1.36.3", "uid-1")
     # The Go version's names of status and version are read as well.
     go_names = {"clusterStatus": "Active", "reason": "Healthy", "clusterVersion": "v1.30.0", "clusterUID": "u",
                 "lastProbeTime": ago(5)}  # fmt: skip
-    assert (recorded_health(go_names, now, settings) or ProbeResult("")).version == "v1.30.0"
+    assert (from_record(go_names, now, settings) or ProbeResult("")).version == "v1.30.0"
     unknown = {**healthy, "reason": "IdentityUnknown", "clusterUID": "", "message": "may not read kube-system"}
-    result = recorded_health(unknown, now, settings)
+    result = from_record(unknown, now, settings)
     assert result is not None and result.reason == "IdentityUnknown" and result.message == unknown["message"]
     for change in ({"lastProbeTime": ago(121)}, {"lastProbeTime": ""}, {"lastProbeTime": "yesterday"},
                    {"status": "InActive"}, {"reason": "Unreachable"}, {"reason": ""}, {"version": ""},
                    {"clusterUID": ""}):  # fmt: skip
-        assert recorded_health({**healthy, **change}, now, settings) is None, change
+        assert from_record({**healthy, **change}, now, settings) is None, change
 
 
 def test_a_kept_connection_is_replaced_once_the_certificate_it_was_verified_with_expires(

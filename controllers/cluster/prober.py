@@ -251,7 +251,9 @@ def _recorded_at(recorded: str, now: float) -> float | None:
     return now - age if age >= 0 else None
 
 
-def recorded_health(annotations: dict[str, str], now: float, settings: ProbeSettings) -> ProbeResult | None:
+def recorded_health(
+    annotations: dict[str, str], probed: float | None, now: float, settings: ProbeSettings
+) -> ProbeResult | None:
     """The healthy result a cluster's Secret records, if a live prober (or the registration) kept it current.
 
     A process that starts, or takes a shard over, finds each cluster's last result in its Secret. When
@@ -261,7 +263,8 @@ def recorded_health(annotations: dict[str, str], now: float, settings: ProbeSett
     connection (the credentials and readiness proven as in every round), and takes version and identity
     from the record until its first full probe, drawn within one ``refresh`` period. A restart of 10,000
     healthy clusters then costs one request per cluster instead of three. Anything else (no record, an
-    old one, a failure) gets the full probe at once.
+    old one, a failure) gets the full probe at once. ``probed``: the record's ``lastProbeTime`` on the
+    monotonic clock (``_recorded_at``), read once by the caller.
     """
     status = annotations.get("status") or annotations.get("clusterStatus") or ""
     reason = annotations.get("reason", "")
@@ -271,7 +274,6 @@ def recorded_health(annotations: dict[str, str], now: float, settings: ProbeSett
         return None
     if reason == REASON_HEALTHY and not uid:
         return None  # registered before identities were recorded: the full probe reads it
-    probed = _recorded_at(annotations.get("lastProbeTime", ""), now)
     if probed is None or now - probed > settings.heartbeat + 2 * settings.interval:
         return None
     return ProbeResult(reason, annotations.get("message", ""), version, uid)
@@ -459,6 +461,7 @@ class ClusterProber(BackgroundLoop):
         if state is not None and state.uid == meta.get("uid") and state.digest == digest:
             return state
         now = time.monotonic()
+        probed = _recorded_at(annotations.get("lastProbeTime", ""), now)
         if state is not None:
             state.close_client()  # the kubeconfig changed (or the Secret was re-created)
         state = ProbeState(
@@ -469,9 +472,9 @@ class ClusterProber(BackgroundLoop):
             written={k: annotations.get(k, "") for k in _TRACKED},
             # What the Secret shows was written at its lastProbeTime: an unchanged result is written
             # again one heartbeat after that, not at once (a restart rewrote every Secret before).
-            written_at=_recorded_at(annotations.get("lastProbeTime", ""), now) or 0.0,
+            written_at=probed or 0.0,
             counted_at=_recorded_at(annotations.get("countedAt", ""), now),
-            recorded=recorded_health(annotations, now, self.settings) if state is None else None,
+            recorded=recorded_health(annotations, probed, now, self.settings) if state is None else None,
         )
         try:  # the policy is applied by pin() at every probe, so an operator's new rule takes effect
             state.kubeconfig = parse_kubeconfig(text)
